@@ -1,0 +1,36 @@
+"""Test-session setup shared by every test module.
+
+Eight fake CPU devices let sharding tests build real meshes; absl flags are marked parsed
+because grain worker processes read them (see ENVIRONMENT notes).
+"""
+
+import os
+import pathlib
+
+# Must happen before jax is imported anywhere in the test process.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import absl.flags  # noqa: E402
+import pytest  # noqa: E402
+
+absl.flags.FLAGS.mark_as_parsed()
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def real_outputs_dir() -> pathlib.Path | None:
+    """Folder of real Vision Banana outputs (test material kept outside the repository)."""
+    env = os.environ.get("VB_REAL_OUTPUTS")
+    for cand in ([pathlib.Path(env)] if env else []) + [REPO.parent / "shared" / "real_outputs"]:
+        if (cand / "manifest.json").is_file():
+            return cand
+    return None
+
+
+@pytest.fixture
+def real_outputs() -> pathlib.Path:
+    path = real_outputs_dir()
+    if path is None:
+        pytest.skip("real Vision Banana outputs not present (set VB_REAL_OUTPUTS)")
+    return path
