@@ -1,1 +1,105 @@
-"""vision_banana/models."""
+"""Generator models: Flux transformer, autoencoders, text encoder, and the model configs.
+
+Model configs are what the trainer keeps at `config.model`:
+
+  flux:          the FluxParams fields (see `flux.FluxParams`)
+  autoencoder:   kind "patch" (patch_size, scale_factor, shift_factor) or
+                 kind "kl" (the AutoEncoderParams fields)
+  text_encoder:  kind "byte" (width, depth, num_heads, max_length, pooled_dim, mlp_ratio)
+  context_mode:  "sequence" (Kontext: input-image tokens appended with id index 1) or
+                 "channels" (input-image tokens concatenated on channels; flux.in_channels x2)
+  dtype / param_dtype: compute / storage dtype names; remat: "none" | "full" | "dots";
+  attention:     `jax.nn.dot_product_attention` implementation: "xla" or "cudnn" (fused
+                 flash attention on NVIDIA GPUs, bfloat16 / float16 only)
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from vision_banana.models.autoencoder import AutoEncoderParams, AutoencoderKL, PatchAutoencoder
+from vision_banana.models.flux import Flux, FluxParams, count_params
+from vision_banana.models.generator import TRAINABLE, Generator, build_generator
+from vision_banana.models.text import ByteTextEncoder, ByteTokenizer
+
+__all__ = [
+    "AutoEncoderParams", "AutoencoderKL", "ByteTextEncoder", "ByteTokenizer", "Flux",
+    "FluxParams", "Generator", "PatchAutoencoder", "TRAINABLE", "build_generator",
+    "count_params", "flux_dev_model_config", "flux_kontext_model_config", "small_model_config",
+    "tiny_model_config",
+]
+
+# Published FLUX.1 VAE (ae.safetensors / diffusers AutoencoderKL config).
+FLUX_VAE = dict(kind="kl", resolution=256, in_channels=3, ch=128, out_ch=3, ch_mult=(1, 2, 4, 4),
+                num_res_blocks=2, z_channels=16, scale_factor=0.3611, shift_factor=0.1159)
+
+
+def _model(flux: dict, autoencoder: dict, text_encoder: dict, **kw) -> ml_collections.ConfigDict:
+    cfg = dict(flux=flux, autoencoder=autoencoder, text_encoder=text_encoder,
+               context_mode="sequence", dtype="float32", param_dtype="float32", remat="none",
+               attention="xla")
+    cfg.update(kw)
+    return ml_collections.ConfigDict(cfg)
+
+
+def tiny_model_config() -> ml_collections.ConfigDict:
+    """CPU demo model (about 2.2M parameters) for 32x32 images.
+
+    Patch autoencoder p=2 (12 channels at 16x16) + 2x2 packing -> 64 tokens of 48 channels;
+    hidden 128 = 4 heads x 32 (RoPE axes 8/12/12); 2 double + 2 single blocks; byte encoder
+    width 64, 2 layers, 128 bytes of prompt.
+    """
+    return _model(
+        flux=dict(in_channels=48, out_channels=48, vec_in_dim=64, context_in_dim=64,
+                  hidden_size=128, mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2,
+                  axes_dim=(8, 12, 12), theta=10_000, qkv_bias=True, guidance_embed=False),
+        autoencoder=dict(kind="patch", patch_size=2, scale_factor=2.0, shift_factor=0.0),
+        text_encoder=dict(kind="byte", width=64, depth=2, num_heads=4, max_length=128,
+                          pooled_dim=64, mlp_ratio=4.0))
+
+
+def small_model_config() -> ml_collections.ConfigDict:
+    """One-GPU model from scratch (about 255M parameters), for 256x256 images, bfloat16 compute.
+
+    Pixel-space: patch autoencoder p=4 + 2x2 packing = 8x8-pixel tokens of 192 channels (1024
+    target tokens at 256x256). The patch autoencoder is chosen over a reduced-width Flux VAE
+    because a VAE would itself need pretraining (there is no reconstruction loss in this
+    recipe), while the patch autoencoder is exact and keeps the thin colour-coded boundaries of
+    perception targets. Hidden 768 = 12 heads x 64 (axes 8/28/28), 6 double + 12 single blocks,
+    byte encoder width 512 x 6 layers over 512 bytes of prompt.
+    """
+    return _model(
+        flux=dict(in_channels=192, out_channels=192, vec_in_dim=512, context_in_dim=512,
+                  hidden_size=768, mlp_ratio=4.0, num_heads=12, depth=6, depth_single_blocks=12,
+                  axes_dim=(8, 28, 28), theta=10_000, qkv_bias=True, guidance_embed=False),
+        autoencoder=dict(kind="patch", patch_size=4, scale_factor=2.0, shift_factor=0.0),
+        text_encoder=dict(kind="byte", width=512, depth=6, num_heads=8, max_length=512,
+                          pooled_dim=512, mlp_ratio=4.0),
+        dtype="bfloat16", remat="dots")
+
+
+def flux_dev_model_config() -> ml_collections.ConfigDict:
+    """FLUX.1 [dev] shapes: 11.9B-parameter transformer (hidden 3072 = 24 x 128, 19 double +
+    38 single blocks, RoPE axes 16/56/56, theta 10000, guidance embedding), Flux VAE.
+
+    The text encoder here is a byte-embedding stand-in (depth 0) with the T5-XXL / CLIP-L output
+    widths (4096 / 768), so the bundle builds and compiles at full size before the T5 / CLIP
+    import exists; a weight import replaces `text_encoder`.
+    """
+    return _model(
+        flux=dict(in_channels=64, out_channels=64, vec_in_dim=768, context_in_dim=4096,
+                  hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=19,
+                  depth_single_blocks=38, axes_dim=(16, 56, 56), theta=10_000, qkv_bias=True,
+                  guidance_embed=True),
+        autoencoder=dict(FLUX_VAE),
+        text_encoder=dict(kind="byte", width=4096, depth=0, num_heads=32, max_length=512,
+                          pooled_dim=768, mlp_ratio=4.0),
+        dtype="bfloat16", remat="full")
+
+
+def flux_kontext_model_config() -> ml_collections.ConfigDict:
+    """FLUX.1 Kontext [dev]: the dev transformer shapes with the input image given as context
+    tokens (id index 1) appended after the target tokens."""
+    cfg = flux_dev_model_config()
+    cfg.context_mode = "sequence"
+    return cfg
