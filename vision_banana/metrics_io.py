@@ -1,0 +1,94 @@
+"""Training metrics to JSON Lines and TensorBoard (tensorboardX: no TensorFlow needed).
+
+Layout under the workdir:
+    metrics.jsonl      one JSON object per write: {"step": int, "<name>": float, ...}
+    tb/                TensorBoard event files (scalars, image grids)
+    samples/           PNG sample grids (written by the trainer)
+
+Only process 0 writes (multi-host runs would otherwise write N copies); other processes get a
+writer whose methods do nothing, so call sites need no `if process_index == 0`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def _jsonable(value):
+    value = np.asarray(value).item() if np.ndim(value) == 0 else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; "nan"/"inf" strings stay readable
+    return value
+
+
+class MetricWriter:
+    """Appends scalars to `metrics.jsonl` and TensorBoard; writes images to TensorBoard.
+
+    Args:
+      workdir: run directory (created if missing).
+      enabled: False on processes other than 0: every method is then a no-op.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True):
+        self.enabled = enabled
+        self.workdir = pathlib.Path(workdir)
+        self._tb = None
+        self._jsonl = None
+        if enabled:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            # Append: a resumed run continues the same file (steps then repeat only if the
+            # previous run logged past its last checkpoint, which readers can de-duplicate).
+            self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def _board(self):
+        if self._tb is None:
+            from tensorboardX import SummaryWriter  # imported lazily: slow-ish import
+            self._tb = SummaryWriter(str(self.workdir / "tb"))
+        return self._tb
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """One JSONL record {"step": step, **scalars} and one TensorBoard scalar per key."""
+        if not self.enabled:
+            return
+        record = {"step": int(step)}
+        record.update({k: _jsonable(v) for k, v in scalars.items()})
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        board = self._board()
+        for key, value in scalars.items():
+            value = float(np.asarray(value))
+            board.add_scalar(key, value, int(step))
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        """TensorBoard images: each a uint8 (H, W, 3) array."""
+        if not self.enabled:
+            return
+        board = self._board()
+        for key, image in images.items():
+            board.add_image(key, np.asarray(image), int(step), dataformats="HWC")
+
+    def flush(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_jsonl(path: str | pathlib.Path) -> list[dict]:
+    """All records of a metrics.jsonl file, in order."""
+    path = pathlib.Path(path)
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,402 @@
+"""Predictor: (input image, prompt, seed) -> generated RGB image; decoding and ensembling.
+
+    predictor = Predictor.from_workdir("runs/tiny")              # latest checkpoint, EMA weights
+    rgb = predictor(images, ["generate a metric depth map"] * B, seeds=range(B))  # uint8 (B,H,W,3)
+    depth_m = predictor.predict_decoded(images, prompts, "depth", ensemble=5)      # (B,H,W) metres
+
+Each output depends only on its own (image, prompt, seed), not on the other examples of the
+call: the sampler runs per example (`jax.vmap` over examples, one PRNG key from each seed),
+sharded over the mesh's batch axes. (Calls of another size run another XLA program, whose float
+rounding may move a pixel by one level; the same call is bit-identical.) Ensembling runs K seeds per example
+(seed*K + k) and combines in decoded space: median depth, renormalized mean normals,
+per-pixel majority vote for label maps, mean for restored images.
+
+Also defines how a generator is built from a config and split into trainable parameters and
+the rest (`build_model`), which the trainer shares.
+
+CLI: python -m vision_banana.predict --workdir W --image in.png --prompt "..." --out out.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from vision_banana import checkpoint, sharding
+
+BATCH_KEYS = ("image", "has_image", "target", "tokens", "task_id")
+
+
+# ---------------------------------------------------------------------------------- model
+
+
+def xla_options(config) -> dict[str, Any]:
+    """`config.train.xla_options` ("name=value,name=value") as jit `compiler_options`.
+
+    Values are parsed as bool ("true"/"false"), int, float, else kept as strings, e.g.
+    "xla_backend_optimization_level=0" (fast compiles for smoke runs).
+    """
+    out: dict[str, Any] = {}
+    for item in filter(None, str(config.train.xla_options).split(",")):
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"train.xla_options item {item!r}: expected name=value")
+        raw = raw.strip()
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    pass
+        out[name.strip()] = value
+    return out
+
+
+def trainable_filter(pattern: str):
+    """nnx filter of the trained parameters.
+
+    The model's own `TRAINABLE` filter (every `nnx.Param` outside the autoencoder), narrowed
+    to the parameters whose "/"-joined path matches `pattern` (re.search; ".*" = all).
+    """
+    from vision_banana.models import TRAINABLE
+
+    regex = re.compile(pattern)
+
+    def matches(path, value) -> bool:
+        del value
+        return bool(regex.search("/".join(map(str, path))))
+
+    return nnx.All(TRAINABLE, matches)
+
+
+def build_model(config, *, seed: int | None = None):
+    """Build the generator and split it into (graphdef, params, model_state).
+
+    `params` are the trainable `nnx.Param`s (`config.train.trainable` regex on their path);
+    `model_state` is everything else (frozen parameters, non-parameter variables). Eager
+    sharding is off: shardings come from `sharding.tree_shardings` and jit `out_shardings`.
+    Call under `jax.eval_shape` / `nnx.eval_shape` for the abstract version.
+    """
+    from vision_banana.models.generator import build_generator
+
+    with nnx.use_eager_sharding(False):
+        model = build_generator(config.model, rngs=nnx.Rngs(int(config.seed if seed is None
+                                                                 else seed)))
+    graphdef, params, model_state = nnx.split(
+        model, trainable_filter(config.train.trainable), ...)
+    return graphdef, params, model_state
+
+
+def abstract_model(config):
+    """(graphdef, abstract params, abstract model_state, tokenizer); no memory is allocated."""
+    from vision_banana.models.generator import build_generator
+
+    with nnx.use_eager_sharding(False):
+        model = nnx.eval_shape(lambda: build_generator(config.model, rngs=nnx.Rngs(0)))
+    graphdef, params, model_state = nnx.split(
+        model, trainable_filter(config.train.trainable), ...)
+    if not jax.tree.leaves(params):
+        raise ValueError(f"config.train.trainable={config.train.trainable!r} matches no "
+                         f"parameter of the generator")
+    return graphdef, params, model_state, model.tokenizer
+
+
+def make_sample_fn(graphdef, rules, flow_config, *, num_steps: int, guidance: float,
+                   cfg_scale: float, mode: str, compiler_options: dict | None = None):
+    """jitted (params, model_state, batch, keys (B,)) -> uint8 (B, H, W, 3), per example.
+
+    The sampler sees one example at a time (vmap); the vmapped axis is sharded over the
+    `batch` rule's mesh axes, and inside the vmap the logical `batch` axis is unsharded.
+    """
+    from vision_banana import flow
+
+    batch_axes = sharding.batch_spec(rules)[0]
+    batch_axes = (batch_axes,) if isinstance(batch_axes, str) else batch_axes
+    inner_rules = tuple((n, None if n == "batch" else a) for n, a in sharding.activation_rules(
+        rules))
+
+    def one(params, model_state, example, key):
+        model = nnx.merge(graphdef, params, model_state)
+        example = jax.tree.map(lambda x: x[None], example)
+        return flow.sample(model, example, key, num_steps=num_steps, guidance=guidance,
+                           cfg_scale=cfg_scale if cfg_scale > 0 else None, mode=mode,
+                           config=flow_config)[0]
+
+    vmapped = jax.vmap(one, in_axes=(None, None, 0, 0),
+                       spmd_axis_name=batch_axes if batch_axes else None)
+
+    def fn(params, model_state, batch, keys):
+        with nnx.logical_axis_rules(inner_rules):
+            return vmapped(params, model_state, batch, keys)
+
+    return jax.jit(fn, compiler_options=compiler_options or None)
+
+
+# ---------------------------------------------------------------------------------- ensembling
+
+
+def _vote(stack: np.ndarray) -> np.ndarray:
+    """Per-pixel majority over axis 0 of an int/bool (K, ...) stack; ties -> smallest label."""
+    values = np.unique(stack)
+    best = np.full(stack.shape[1:], values[0], stack.dtype)
+    best_count = np.zeros(stack.shape[1:], np.int32)
+    for v in values:  # loops over labels (a few dozen), not pixels
+        count = (stack == v).sum(0, dtype=np.int32)
+        better = count > best_count
+        best[better], best_count[better] = v, count[better]
+    return best
+
+
+def combine(task: str, decoded: Sequence[np.ndarray]) -> np.ndarray:
+    """Combine K decoded predictions of one example in decoded space.
+
+    depth (H,W) metres: median (inf = sky stays inf when most members say so); normals
+    (H,W,3): mean, renormalized; restoration (H,W,3) uint8: mean, rounded; integer / bool
+    label maps (semantic, referring, binary): per-pixel majority vote.
+    """
+    stack = np.stack([np.asarray(d) for d in decoded])
+    if len(stack) == 1:
+        return stack[0]
+    if task == "depth":
+        return np.median(stack, axis=0).astype(np.float32)
+    if task == "normals":
+        mean = stack.astype(np.float32).mean(0)
+        norm = np.linalg.norm(mean, axis=-1, keepdims=True)
+        return np.where(norm > 0, mean / np.maximum(norm, 1e-12), 0).astype(np.float32)
+    if stack.dtype == np.uint8 and stack.ndim == 4:
+        return np.round(stack.astype(np.float32).mean(0)).astype(np.uint8)
+    if stack.dtype.kind in "biu":
+        return _vote(stack)
+    raise ValueError(f"cannot ensemble decoded {task!r} outputs of dtype {stack.dtype} and shape "
+                     f"{stack.shape[1:]}; use ensemble=1")
+
+
+# ---------------------------------------------------------------------------------- predictor
+
+
+class Predictor:
+    """Generates images from (image, prompt, seed) with a trained generator.
+
+    Args:
+      config: the run's config (a ConfigDict as `train_and_evaluate` saved it).
+      graphdef, params, model_state: the split generator (`build_model`); params may be the
+        EMA weights.
+      tokenizer: prompts -> int32 (B, L).
+      mesh: device mesh (default: `sharding.make_mesh(config)`).
+      num_steps, guidance, mode: sampler settings (default: `config.predict`).
+    """
+
+    def __init__(self, config, graphdef, params, model_state, tokenizer, *, mesh=None,
+                 num_steps: int | None = None, guidance: float | None = None,
+                 mode: str | None = None):
+        self.config = config
+        self.mesh = mesh if mesh is not None else sharding.make_mesh(config)
+        self.rules = sharding.rules_from_config(config)
+        self.params, self.model_state, self.tokenizer = params, model_state, tokenizer
+        self.shards = sharding.batch_shards(self.mesh, self.rules)
+        self.batch_size = max(int(config.predict.batch_size) // self.shards, 1) * self.shards
+        self.task_names = list(config.tasks)
+        self.step: int | None = None  # the checkpoint step, when loaded by from_workdir
+        self._sample = make_sample_fn(
+            graphdef, self.rules, config.flow,
+            num_steps=int(config.predict.num_steps if num_steps is None else num_steps),
+            guidance=float(config.predict.guidance if guidance is None else guidance),
+            cfg_scale=float(config.predict.cfg_scale),
+            mode=str(config.predict.mode if mode is None else mode),
+            compiler_options=xla_options(config))
+
+    @classmethod
+    def from_workdir(cls, workdir: str | pathlib.Path, step: int | None = None,
+                     use_ema: bool = True, **kwargs) -> "Predictor":
+        """Load `<workdir>/config.json` and a checkpoint (latest unless `step`).
+
+        use_ema: restore the EMA weights (an error if the run kept none) or the raw ones.
+        """
+        workdir = pathlib.Path(workdir)
+        config = load_config(workdir)
+        ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+        step = ckpt.latest_step() if step is None else int(step)
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {ckpt.directory}")
+        if use_ema and float(config.optim.ema_decay) <= 0:
+            raise ValueError(f"{workdir}: the run kept no EMA (optim.ema_decay=0); pass "
+                             f"use_ema=False")
+        mesh = kwargs.pop("mesh", None)
+        mesh = sharding.make_mesh(config) if mesh is None else mesh
+        rules = sharding.rules_from_config(config)
+        graphdef, params, model_state, tokenizer = abstract_model(config)
+        abstract = {"params": params, "model_state": model_state}
+        abstract = sharding.abstract_with_shardings(
+            abstract, sharding.tree_shardings(abstract, mesh, rules))
+        item = "ema" if use_ema else "params"
+        parts, _ = ckpt.restore(step, {item: abstract["params"],
+                                       "model_state": abstract["model_state"]},
+                                with_data=False)
+        ckpt.close()
+        predictor = cls(config, graphdef, parts[item], parts["model_state"], tokenizer,
+                        mesh=mesh, **kwargs)
+        predictor.step = step
+        return predictor
+
+    def _padded_size(self, m: int) -> int:
+        """Examples per device call for m examples: a power-of-two multiple of the batch
+        shards, at most `batch_size` (few distinct shapes, so few compilations)."""
+        per_shard = -(-m // self.shards)
+        return min(self.shards * (1 << (per_shard - 1).bit_length()), self.batch_size)
+
+    def generate(self, batch: dict[str, np.ndarray], seeds: Sequence[int]) -> np.ndarray:
+        """Sample for a tokenized batch (contract keys, numpy, any size) -> uint8 (B,H,W,3).
+
+        Multi-process runs: every process passes its own examples (the same number on each)
+        and gets its own outputs back.
+        """
+        n = len(seeds)
+        if n == 0:
+            return np.zeros((0,) + tuple(batch["target"].shape[1:]), np.uint8)
+        out = []
+        starts = range(0, n, self.batch_size)
+        for start in tqdm(starts, desc="predict", unit="batch", leave=False,
+                          disable=len(starts) < 4 or jax.process_index() != 0):
+            chunk = {k: np.asarray(batch[k][start:start + self.batch_size]) for k in BATCH_KEYS}
+            chunk_seeds = np.asarray(seeds[start:start + self.batch_size], np.uint32)
+            m = len(chunk_seeds)
+            pad = self._padded_size(m) - m  # repeat the last example up to the call size
+            if pad:
+                chunk = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in
+                         chunk.items()}
+                chunk_seeds = np.concatenate([chunk_seeds, np.repeat(chunk_seeds[-1:], pad)])
+            with sharding.activate(self.mesh, sharding.activation_rules(self.rules)):
+                arrays = sharding.shard_batch(chunk, self.mesh, self.rules)
+                keys = jax.vmap(jax.random.key)(jnp.asarray(chunk_seeds))
+                images = self._sample(self.params, self.model_state, arrays, keys)
+            out.append(sharding.to_local(images, self.mesh, self.rules)[:m])
+        return np.concatenate(out)
+
+    def make_batch(self, images: np.ndarray | None, prompts: Sequence[str],
+                   size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """Contract batch from images uint8 (B,H,W,3) (None = text-to-image) and prompts."""
+        prompts = list(prompts)
+        if images is None:
+            h, w = size or _resolution(self.config)
+            images = np.zeros((len(prompts), h, w, 3), np.uint8)
+            has_image = np.zeros(len(prompts), bool)
+        else:
+            images = np.asarray(images)
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+                raise ValueError(f"images must be uint8 (B,H,W,3), got {images.dtype} "
+                                 f"{images.shape}")
+            has_image = np.ones(len(images), bool)
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        return {"image": images, "has_image": has_image, "target": np.zeros_like(images),
+                "tokens": np.asarray(self.tokenizer(prompts), np.int32),
+                "task_id": np.zeros(len(prompts), np.int32)}
+
+    def __call__(self, images: np.ndarray | None, prompts: Sequence[str],
+                 seeds: Sequence[int] | int = 0) -> np.ndarray:
+        """uint8 (B,H,W,3) generated for each (image, prompt, seed).
+
+        images: uint8 (B,H,W,3), or None for text-to-image at the config's resolution.
+        seeds: one per example, or one int used for all.
+        """
+        seeds = [int(seeds)] * len(prompts) if np.isscalar(seeds) else [int(s) for s in seeds]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        return self.generate(self.make_batch(images, prompts), seeds)
+
+    def predict_decoded(self, images: np.ndarray | None, prompts: Sequence[str], task: str,
+                        spec: dict | Sequence[dict] | None = None, ensemble: int = 1,
+                        seeds: Sequence[int] | None = None) -> list[Any]:
+        """Generate, decode with `tasks.get(task).decode(rgb, **spec)`, ensemble K seeds.
+
+        spec: decode arguments for all examples, one dict per example, or None to parse each
+          prompt (`codec.parse_prompt`).
+        seeds: base seed per example (default 0..B-1); member k uses seed*K + k.
+        Returns one decoded prediction per example (depth (H,W) float32 metres, normals
+        (H,W,3) float32, label maps int, ...), combined over the K members by `combine`.
+        """
+        import tasks
+
+        codec = tasks.get(task)
+        prompts = list(prompts)
+        k = int(ensemble)
+        if k < 1:
+            raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+        specs = (spec if isinstance(spec, Sequence) else [spec] * len(prompts))
+        specs = [s if s is not None else codec.parse_prompt(p) for s, p in zip(specs, prompts)]
+        base = list(range(len(prompts))) if seeds is None else [int(s) for s in seeds]
+        batch = self.make_batch(images, prompts)
+        # Members k of every example in one generate call: example-major order.
+        rep = {key: np.repeat(v, k, axis=0) for key, v in batch.items()}
+        rgb = self.generate(rep, [s * k + j for s in base for j in range(k)])
+        out = []
+        for i, s in enumerate(specs):
+            members = [codec.decode(rgb[i * k + j], **s) for j in range(k)]
+            out.append(combine(task, members) if k > 1 else members[0])
+        return out
+
+
+def _resolution(config) -> tuple[int, int]:
+    res = config.data.resolution
+    return (int(res), int(res)) if np.isscalar(res) else (int(res[0]), int(res[1]))
+
+
+def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a run saved as `<workdir>/config.json` (locked, as trained)."""
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a training workdir")
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    config.lock()
+    return config
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import cv2
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", required=True, help="training run directory")
+    p.add_argument("--image", help="input image (PNG/JPEG); omit for text-to-image")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--no_ema", action="store_true", help="use the raw weights, not the EMA")
+    p.add_argument("--num_steps", type=int, default=None, help="sampler steps")
+    args = p.parse_args(argv)
+
+    predictor = Predictor.from_workdir(args.workdir, step=args.step, use_ema=not args.no_ema,
+                                       num_steps=args.num_steps)
+    images = None
+    if args.image:
+        bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
+        if bgr is None:
+            sys.exit(f"cannot read image {args.image}")
+        images = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+    rgb = predictor(images, [args.prompt], [args.seed])[0]
+    if not cv2.imwrite(args.out, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        sys.exit(f"cannot write {args.out}")
+    print(f"wrote {args.out} ({rgb.shape[1]}x{rgb.shape[0]}) from step {predictor.step}")
+
+
+if __name__ == "__main__":
+    main()
