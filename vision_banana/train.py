@@ -336,6 +336,12 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
 def main(argv):
     del argv
     from absl import flags
+
+    from launch import distributed
+
+    # Before any other JAX call: joins the job when launched on a pod, a SLURM or GKE cluster,
+    # or by `python -m launch.local`; a no-op for a plain single-process run.
+    distributed.initialize()
     train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
