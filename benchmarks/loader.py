@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import tqdm  # noqa: E402
 
 from data_mix import mixture as mx  # noqa: E402
+from data_mix.iterator import make_iterator  # noqa: E402
 from data_mix.sources import cityscapes  # noqa: E402
 
 TASKS = ["generation", "depth", "normals", "semantic", "instance", "referring", "binary", "restoration"]
@@ -117,8 +118,8 @@ def tokenize(prompts: list[str]) -> np.ndarray:
 def loader_rate(config, workers: int, batches: int, batch_size: int) -> float:
     """Examples/s of make_iterator with `workers` grain processes, after warm-up."""
     m = mx.Mixture(config)
-    it = mx.make_iterator(m, global_batch_size=batch_size, process_index=0, process_count=1,
-                          tokenize=tokenize, task_names=TASKS, num_workers=workers, prefetch_batches=2)
+    it = make_iterator(m, global_batch_size=batch_size, process_index=0, process_count=1,
+                       tokenize=tokenize, task_names=TASKS, num_workers=workers, prefetch_batches=2)
     for _ in range(2 * max(workers, 1)):  # every worker started (spawn + imports) and warm
         next(it)
     t = time.perf_counter()

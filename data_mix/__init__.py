@@ -7,8 +7,9 @@
                        tokenize=tok, task_names=[...])
 
 Modules: `sources` and `synthetic` (records), `transforms` (geometry on all fields),
-`builders` (record -> example per task), `mixture` (weighted grain mixtures, iterator),
-`mixtures` (named configs), `preview` (CLI grid of examples).
+`builders` (record -> example per task), `degradations` (restoration inputs), `mixture`
+(weighted grain mixtures), `iterator` (per-process batches), `mixtures` (named configs),
+`preview` (CLI grid of examples).
 
 The names below are imported lazily: `import data_mix.synthetic` (e.g. in a grain worker)
 must not pay for grain and jax.
@@ -18,14 +19,15 @@ import importlib
 
 _EXPORTS = {
     "Mixture": "data_mix.mixture",
-    "MixtureIterator": "data_mix.mixture",
+    "MixtureIterator": "data_mix.iterator",
     "BadRecordError": "data_mix.mixture",
-    "make_iterator": "data_mix.mixture",
+    "make_iterator": "data_mix.iterator",
     "default_config": "data_mix.mixture",
     "source_config": "data_mix.mixture",
     "build": "data_mix.builders",
 }
-_MODULES = ("builders", "mixture", "mixtures", "transforms", "preview")
+_MODULES = ("builders", "degradations", "iterator", "mixture", "mixtures", "transforms",
+            "preview")
 
 __all__ = sorted(_EXPORTS) + list(_MODULES)
 

@@ -15,24 +15,23 @@ example to example (the model must read it from the prompt) while every pair of 
 decodable. Palettes are cached per process; a fixed size keeps that to one computation.
 
 `FIELDS` / `select_fields` say which record fields each builder reads (the mixture drops the
-rest before the geometry); `degrade` makes the restoration inputs.
+rest before the geometry); `data_mix.degradations.degrade` makes the restoration inputs.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 import tasks
+# Also re-exported: `builders.degrade` / `builders.DEGRADATIONS` predate `data_mix.degradations`.
+from data_mix.degradations import DEGRADATIONS, degrade
 
 Record = dict[str, Any]
 Example = dict[str, Any]
 BLACK = (0, 0, 0)
 AUGMENT_COLORMAPS = ("plasma", "inferno", "viridis", "gray")
-# Restoration kinds (names of `tasks.restoration.KINDS`) this module can synthesize.
-DEGRADATIONS = ("denoise", "deblur", "low_light", "dehaze", "jpeg_artifacts", "super_resolution")
 
 
 def build_depth(record: Record, rng: np.random.Generator, *, colormap_prob: float = 0.2,
@@ -187,7 +186,7 @@ def build_binary(record: Record, rng: np.random.Generator, *, min_pixels: int = 
 
 def build_restoration(record: Record, rng: np.random.Generator, *,
                       kinds: tuple[str, ...] = DEGRADATIONS) -> Example:
-    """Restoration: the input is the record's image degraded (see `degrade`), the target is the
+    """Restoration: the input is the record's image degraded (`degrade`), the target is the
     clean image; the prompt asks for that kind of restoration. Haze uses the record's depth.
     meta["spec"]: {"kind", "params"} (+ "scale" for super-resolution)."""
     clean = _field(record, "image")
@@ -266,73 +265,6 @@ def build(task: str, record: Record, rng: np.random.Generator, **options) -> Exa
     except KeyError:
         raise KeyError(f"no builder for task {task!r}; known: {names()}") from None
     return fn(record, rng, **options)
-
-
-# ---------------------------------------------------------------------------------------------
-# Degradations for the restoration task (photometric, image only; uint8 RGB in and out).
-
-
-def degrade(kind: str, image: np.ndarray, rng: np.random.Generator, *,
-            depth: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-    """(degraded uint8 (H, W, 3), JSON-able parameters) for `kind` in DEGRADATIONS.
-
-    denoise: additive Gaussian noise, sigma 5-40 levels. deblur: Gaussian (sigma 1-3.5 px) or
-    linear motion blur (7-21 px, any angle). low_light: exposure x0.02-0.2 in linear light,
-    then mild sensor noise (1-5 levels), as in real dark captures. dehaze: the atmospheric
-    scattering model I = J t + A (1 - t), t = exp(-beta d), with d the record's metric depth
-    (NaN: the farthest valid depth; +inf sky: t = 0) or, without depth, a top-far ramp of
-    1-10 m. jpeg_artifacts: JPEG at quality 5-30. super_resolution: area-downscaled by 2-4x
-    and scaled back up bilinearly (same size in and out, as batches need).
-    """
-    img = np.asarray(image)
-    x = img.astype(np.float32)
-    if kind == "denoise":
-        sigma = float(rng.uniform(5, 40))
-        out, params = x + rng.normal(0, sigma, x.shape).astype(np.float32), {"sigma": sigma}
-    elif kind == "deblur":
-        if rng.random() < 0.5:
-            sigma = float(rng.uniform(1.0, 3.5))
-            out, params = cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT), {"gaussian_sigma": sigma}
-        else:
-            length, angle = int(rng.integers(7, 22)), float(rng.uniform(0, 180))
-            kernel = np.zeros((length, length), np.float32)
-            c, dx, dy = (length - 1) / 2, np.cos(np.radians(angle)), np.sin(np.radians(angle))
-            r = (length - 1) / 2
-            cv2.line(kernel, (round(c - r * dx), round(c - r * dy)), (round(c + r * dx), round(c + r * dy)), 1.0, 1)
-            out = cv2.filter2D(x, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
-            params = {"motion_length": length, "motion_angle_deg": angle}
-    elif kind == "low_light":
-        gain, sigma = float(rng.uniform(0.02, 0.2)), float(rng.uniform(1, 5))
-        linear = (x / 255.0) ** 2.2 * gain
-        out = 255.0 * linear ** (1 / 2.2) + rng.normal(0, sigma, x.shape).astype(np.float32)
-        params = {"exposure": gain, "noise_sigma": sigma}
-    elif kind == "dehaze":
-        h, w = img.shape[:2]
-        if depth is not None:
-            d = np.asarray(depth, np.float32)
-            finite = np.isfinite(d)
-            far = float(d[finite].max()) if finite.any() else 10.0
-            d = np.where(np.isnan(d), far, d)  # +inf (sky) stays inf: fully hazed
-        else:
-            d = np.broadcast_to(np.linspace(10.0, 1.0, h, dtype=np.float32)[:, None], (h, w))
-        beta = float(rng.uniform(0.05, 0.4))
-        airlight = float(rng.uniform(0.75, 0.95)) * 255.0
-        t = np.exp(-beta * d)[..., None]
-        out = x * t + airlight * (1 - t)
-        params = {"beta_per_m": beta, "airlight": airlight}
-    elif kind == "jpeg_artifacts":
-        quality = int(rng.integers(5, 31))
-        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out, params = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32), {"quality": quality}
-    elif kind == "super_resolution":
-        h, w = img.shape[:2]
-        scale = int(rng.integers(2, 5))
-        small = cv2.resize(img, (max(1, w // scale), max(1, h // scale)), interpolation=cv2.INTER_AREA)
-        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        params = {"scale": scale}
-    else:
-        raise ValueError(f"unknown degradation {kind!r}; expected one of {DEGRADATIONS}")
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), params
 
 
 # ---------------------------------------------------------------------------------------------

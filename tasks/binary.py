@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from tasks import colors as colorlib
-from tasks import prompts, semantic
+from tasks import nearest, prompts, semantic
 
 NAME = "binary"
 WHITE = (255, 255, 255)
@@ -49,7 +49,7 @@ def decode(rgb: np.ndarray, foreground: Sequence[int] = WHITE,
     """uint8 (H, W, 3) -> bool (H, W) foreground mask (see the module docstring). Other spec
     keys (`target`, builder bookkeeping) are ignored."""
     del spec_extras
-    img = semantic.as_image(rgb)
+    img = nearest.as_image(rgb)
     fg = np.asarray(colorlib.as_rgb(foreground), np.float32)
     bg = np.asarray(colorlib.as_rgb(background), np.float32)
     axis = fg - bg

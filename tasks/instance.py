@@ -16,7 +16,7 @@ Decoding, for an image of H x W pixels:
    the pixels within `seed_radius` (mean shift); seeds closer than `merge_distance` merge (the
    larger wins), and so do seeds within twice that distance holding under 5% of the larger
    one's pixels (JPEG splits such satellite peaks off large flat regions);
-2. pixels take the nearest seed color within `max_distance` (through `semantic.nearest_color`);
+2. pixels take the nearest seed color within `max_distance` (through `nearest.nearest_color`);
    the stated background is one of the references and yields no instance; pixels far from
    every color (mixed edges) take the label of the nearest confidently colored pixel within
    `fill_radius`, as `semantic.decode(..., fill_radius=...)` does;
@@ -43,7 +43,7 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 
 from tasks import colors as colorlib
-from tasks import prompts, semantic
+from tasks import nearest, prompts, semantic
 
 NAME = "instance"
 BLACK = (0, 0, 0)
@@ -95,13 +95,13 @@ def decode(rgb: np.ndarray, background: Sequence[int] | None = BLACK,
 
     background: the stated background color; None takes the most frequent color cluster.
     min_area: pixels an instance needs (default max(16, 1e-4 H W)); instances scoring below
-    `min_score` are dropped too. fill_radius: pixels farther than `semantic.CONFIDENT_DISTANCE`
+    `min_score` are dropped too. fill_radius: pixels farther than `nearest.CONFIDENT_DISTANCE`
     from every cluster color (mixed edge colors) take the cluster of the nearest confident
     pixel within this many pixels (0: off). Masks come sorted by decreasing score. Other spec
     keys (`target`, builder bookkeeping) are ignored. Never raises on image content.
     """
     del spec_extras
-    img = semantic.as_image(rgb)
+    img = nearest.as_image(rgb)
     h, w = img.shape[:2]
     if min_area is None:
         min_area = max(16, int(1e-4 * h * w))
@@ -119,10 +119,10 @@ def decode(rgb: np.ndarray, background: Sequence[int] | None = BLACK,
         return empty
     refs = np.round(centers).astype(np.uint8)
     bg_ref = None if bg is None else tuple(int(v) for v in np.round(bg))
-    colored = semantic.nearest_color(img, refs, max_distance, bg_ref)
+    colored = nearest.nearest_color(img, refs, max_distance, bg_ref)
     labels = colored
     if fill_radius > 0:
-        labels = semantic.fill_uncertain(img, refs, bg_ref, colored, fill_radius)
+        labels = nearest.fill_uncertain(img, refs, bg_ref, colored, fill_radius)
     interior = _interior(labels)
     exact = np.all(img == refs[np.maximum(labels, 0)], axis=-1)
     masks, scores, cols = [], [], []

@@ -9,7 +9,7 @@
 Real prompts read "The stretching cat is rendered in green, the cat that is cleaning itself is
 in cyan." or "The background is black color. The game control device is represented by a
 solid yellow."; every color syntax of `tasks.colors` works. Decoding takes, per pixel, the
-nearest stated color (background included) within `max_distance` (`semantic.nearest_color`).
+nearest stated color (background included) within `max_distance` (`nearest.nearest_color`).
 """
 
 from __future__ import annotations

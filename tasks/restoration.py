@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from tasks import prompts, semantic
+from tasks import nearest, prompts
 
 NAME = "restoration"
 
@@ -62,14 +62,14 @@ _SCALE = re.compile(r"\bby (?:a factor of )?(\d+)\s*[x×]?", re.I)
 def encode(image: np.ndarray, kind: str | None = None, scale: int | None = None) -> np.ndarray:
     """uint8 (H, W, 3) clean image -> the same image (a copy); kind / scale are prompt-only."""
     del kind, scale
-    return semantic.as_image(image).copy()
+    return nearest.as_image(image).copy()
 
 
 def decode(rgb: np.ndarray, **spec_extras) -> np.ndarray:
     """uint8 (H, W, 3) generated image -> the restored image (a copy); spec keys (`kind`,
     `scale`, builder bookkeeping) are ignored."""
     del spec_extras
-    return semantic.as_image(rgb).copy()
+    return nearest.as_image(rgb).copy()
 
 
 def render_prompt(rng: np.random.Generator, kind: str, scale: int | None = None) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tasks
-from data_mix import builders
+from data_mix import builders, degradations
 from data_mix.synthetic import SyntheticScenes, SyntheticTextToImage, SyntheticEdits
 
 SIZE = (64, 80)
@@ -152,7 +152,7 @@ def test_binary_from_semantic_and_from_mask(scenes):
     np.testing.assert_array_equal(codec.decode(ex["target"]), polyp["mask"])
 
 
-@pytest.mark.parametrize("kind", builders.DEGRADATIONS)
+@pytest.mark.parametrize("kind", degradations.DEGRADATIONS)
 def test_restoration_degrades_input_keeps_clean_target(scenes, kind):
     codec = tasks.get("restoration")
     rec = scenes[3]
@@ -167,7 +167,7 @@ def test_restoration_degrades_input_keeps_clean_target(scenes, kind):
 def test_haze_follows_depth():
     img = np.full((4, 2, 3), 40, np.uint8)
     depth = np.array([[np.inf, 1], [2, 2], [np.nan, 8], [0.5, 0.5]], np.float32)
-    out, params = builders.degrade("dehaze", img, np.random.default_rng(0), depth=depth)
+    out, params = degradations.degrade("dehaze", img, np.random.default_rng(0), depth=depth)
     # Farther is lighter (closer to the airlight); sky becomes the airlight itself.
     assert out[0, 0, 0] == round(params["airlight"])
     assert out[3, 0, 0] < out[1, 0, 0] < out[2, 1, 0]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from data_mix import mixture as mx
+from data_mix.iterator import make_iterator
 from data_mix.sources.base import RecordError, Source
 
 RES = (8, 8)
@@ -108,7 +109,7 @@ def _config(weights=(0.7, 0.2, 0.1), window=256, **kw):
 def _iterate(m, n_batches, **kw):
     kw = dict(global_batch_size=8, process_index=0, process_count=1, tokenize=tokenize,
               task_names=["generation"]) | kw
-    it = mx.make_iterator(m, **kw)
+    it = make_iterator(m, **kw)
     batches = []
     for _ in range(n_batches):
         b = next(it)
@@ -201,15 +202,15 @@ def test_batches_follow_the_contract():
 def test_restored_state_reproduces_next_100_examples():
     m = mx.Mixture(_config())
     run, _ = _iterate(m, 5 + 10, global_batch_size=10)
-    it = mx.make_iterator(m, global_batch_size=10, process_index=0, process_count=1, tokenize=tokenize,
-                          task_names=["generation"])
+    it = make_iterator(m, global_batch_size=10, process_index=0, process_count=1, tokenize=tokenize,
+                       task_names=["generation"])
     for _ in range(5):
         next(it)
     state = json.loads(json.dumps(it.get_state()))  # survives a JSON checkpoint
     it.close()
     assert state["next_batch"] == 5 and state["next_example"] == 50
-    fresh = mx.make_iterator(m, global_batch_size=10, process_index=0, process_count=1, tokenize=tokenize,
-                             task_names=["generation"])
+    fresh = make_iterator(m, global_batch_size=10, process_index=0, process_count=1, tokenize=tokenize,
+                          task_names=["generation"])
     fresh.set_state(state)
     for b in range(10):  # the next 100 examples
         got = next(fresh)
@@ -225,8 +226,8 @@ def test_resume_with_another_process_count_continues_at_same_global_position():
     m = mx.Mixture(_config())
     _, state = _iterate(m, 4, global_batch_size=8, process_count=2, process_index=1)
     single, _ = _iterate(m, 5, global_batch_size=8)
-    it = mx.make_iterator(m, global_batch_size=8, process_index=0, process_count=1, tokenize=tokenize,
-                          task_names=["generation"])
+    it = make_iterator(m, global_batch_size=8, process_index=0, process_count=1, tokenize=tokenize,
+                       task_names=["generation"])
     it.set_state(state)
     _same(next(it), {k: v for k, v in single[4].items() if k != "global_index"})
     it.close()
@@ -286,11 +287,11 @@ def test_config_errors_are_clear():
         mx.source_config(Pictures, "generation", 1.0, wieght=2)
     m = mx.Mixture(_config())
     with pytest.raises(ValueError, match="multiple of process_count"):
-        mx.make_iterator(m, global_batch_size=10, process_index=0, process_count=3, tokenize=tokenize,
-                         task_names=["generation"])
+        make_iterator(m, global_batch_size=10, process_index=0, process_count=3, tokenize=tokenize,
+                      task_names=["generation"])
     with pytest.raises(ValueError, match=r"mixture tasks \['generation'\] are not in task_names"):
-        mx.make_iterator(m, global_batch_size=8, process_index=0, process_count=1, tokenize=tokenize,
-                         task_names=["depth"])
+        make_iterator(m, global_batch_size=8, process_index=0, process_count=1, tokenize=tokenize,
+                      task_names=["depth"])
 
 
 def test_records_skipped_by_the_source_count_toward_the_limit():
