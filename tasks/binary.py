@@ -115,11 +115,5 @@ def parse_prompt(prompt: str) -> dict:
             bg = rgb
         else:
             fg = rgb
-    masked, quoted = prompts.mask_quoted(prompt)
-    target = None
-    for pattern in _TARGET:
-        m = pattern.search(masked)
-        if m:
-            target = prompts.clean_subject(m.group("t"), quoted) or None
-            break
+    target = prompts.find_subject(prompt, _TARGET)
     return {"target": target, "foreground": fg, "background": bg}

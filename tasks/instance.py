@@ -320,11 +320,5 @@ def parse_prompt(prompt: str) -> dict:
     for name, rgb in colorlib.parse_mapping(prompt).items():
         if name.strip().lower() in semantic.BACKGROUND_NAMES:
             background = rgb
-    masked, quoted = prompts.mask_quoted(prompt)
-    target = None
-    for pattern in _TARGET:
-        m = pattern.search(masked)
-        if m:
-            target = prompts.clean_subject(m.group("t"), quoted) or None
-            break
+    target = prompts.find_subject(prompt, _TARGET)
     return {"target": target, "background": background}

@@ -118,6 +118,17 @@ def clean_subject(masked: str, quoted: list[str]) -> str:
     return unmask(words, quoted).strip()
 
 
+def find_subject(prompt: str, patterns) -> str | None:
+    """The subject captured (group "t") by the first of `patterns` that matches the prompt,
+    searched with quoted names masked so their contents cannot trigger a pattern."""
+    masked, quoted = mask_quoted(prompt)
+    for pattern in patterns:
+        m = pattern.search(masked)
+        if m:
+            return clean_subject(m.group("t"), quoted) or None
+    return None
+
+
 def verb_for(name: str) -> str:
     """'are' for names that read as plurals ('cars', 'people'), else 'is' (cosmetic only)."""
     low = name.lower()
