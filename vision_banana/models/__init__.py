@@ -5,7 +5,14 @@ Model configs are what the trainer keeps at `config.model`:
   flux:          the FluxParams fields (see `flux.FluxParams`)
   autoencoder:   kind "patch" (patch_size, scale_factor, shift_factor) or
                  kind "kl" (the AutoEncoderParams fields)
-  text_encoder:  kind "byte" (width, depth, num_heads, max_length, pooled_dim, mlp_ratio)
+  text_encoder:  kind "byte" (width, depth, num_heads, max_length, pooled_dim, mlp_ratio), or
+                 kind "t5_clip": frozen T5 (`txt`) + CLIP (pooled `y`) of public Flux
+                 checkpoints (t5, clip: `T5Params` / `CLIPTextParams` fields; t5_max_length,
+                 clip_max_length, t5_eos_id, clip_bos_id, clip_eos_id, tokenizer_dir,
+                 prompt_cache); `vision_banana.convert.model_config(path)` reads it from a
+                 checkpoint
+  lora:          optional low-rank adapters (`vision_banana.lora.lora_config`: rank, alpha,
+                 patterns); absent or rank 0 = none
   context_mode:  "sequence" (Kontext: input-image tokens appended with id index 1) or
                  "channels" (input-image tokens concatenated on channels; flux.in_channels x2)
   dtype / param_dtype: compute / storage dtype names; remat: "none" | "full" | "dots";
@@ -18,20 +25,32 @@ from __future__ import annotations
 import ml_collections
 
 from vision_banana.models.autoencoder import AutoEncoderParams, AutoencoderKL, PatchAutoencoder
+from vision_banana.models.clip import CLIPTextModel, CLIPTextParams
 from vision_banana.models.flux import Flux, FluxParams, count_params
 from vision_banana.models.generator import TRAINABLE, Generator, build_generator
-from vision_banana.models.text import ByteTextEncoder, ByteTokenizer
+from vision_banana.models.t5 import T5Encoder, T5Params
+from vision_banana.models.text import ByteTextEncoder, ByteTokenizer, T5ClipTextEncoder
 
 __all__ = [
-    "AutoEncoderParams", "AutoencoderKL", "ByteTextEncoder", "ByteTokenizer", "Flux",
-    "FluxParams", "Generator", "PatchAutoencoder", "TRAINABLE", "build_generator",
-    "count_params", "flux_dev_model_config", "flux_kontext_model_config", "small_model_config",
-    "tiny_model_config",
+    "AutoEncoderParams", "AutoencoderKL", "ByteTextEncoder", "ByteTokenizer", "CLIPTextModel",
+    "CLIPTextParams", "Flux", "FluxParams", "Generator", "PatchAutoencoder", "T5ClipTextEncoder",
+    "T5Encoder", "T5Params", "TRAINABLE", "build_generator", "count_params",
+    "flux_dev_model_config", "flux_kontext_model_config", "flux_model_config",
+    "small_model_config", "tiny_model_config",
 ]
 
 # Published FLUX.1 VAE (ae.safetensors / diffusers AutoencoderKL config).
 FLUX_VAE = dict(kind="kl", resolution=256, in_channels=3, ch=128, out_ch=3, ch_mult=(1, 2, 4, 4),
                 num_res_blocks=2, z_channels=16, scale_factor=0.3611, shift_factor=0.1159)
+# The FLUX.1 repositories' text encoders: T5-XXL v1.1 (text_encoder_2) and CLIP ViT-L/14's text
+# tower (text_encoder, a legacy config with eos_token_id 2: pooled at the largest token id).
+T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+              relative_attention_num_buckets=32, relative_attention_max_distance=128,
+              layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu")
+CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+              layer_norm_eps=1e-5, pool="argmax", eos_token_id=2)
+FLUX_VARIANTS = {"dev": (True, 512), "kontext": (True, 512), "schnell": (False, 256)}
 
 
 def _model(flux: dict, autoencoder: dict, text_encoder: dict, **kw) -> ml_collections.ConfigDict:
@@ -102,4 +121,26 @@ def flux_kontext_model_config() -> ml_collections.ConfigDict:
     tokens (id index 1) appended after the target tokens."""
     cfg = flux_dev_model_config()
     cfg.context_mode = "sequence"
+    return cfg
+
+
+def flux_model_config(variant: str = "dev", checkpoint_dir: str = "") -> ml_collections.ConfigDict:
+    """FLUX.1 [dev] / [schnell] / Kontext [dev] with their frozen T5-XXL + CLIP-L encoders.
+
+    The published shapes (no file is read here: the model builds and compiles at full size
+    anywhere); `checkpoint_dir` is the diffusers folder whose `tokenizer/` and `tokenizer_2/`
+    the tokenizer reads on first use and from which `init_from` imports the weights. dev and
+    Kontext embed guidance and take 512 T5 tokens, schnell neither (256 tokens). For any
+    other checkpoint (e.g. a tiny test one) use `vision_banana.convert.model_config(path)`,
+    which reads the shapes from the checkpoint.
+    """
+    if variant not in FLUX_VARIANTS:
+        raise ValueError(f"Flux variant {variant!r}; expected one of {sorted(FLUX_VARIANTS)}")
+    guidance, t5_length = FLUX_VARIANTS[variant]
+    cfg = flux_dev_model_config()
+    cfg.flux.guidance_embed = guidance
+    cfg.text_encoder = ml_collections.ConfigDict(dict(
+        kind="t5_clip", t5=dict(T5_XXL), clip=dict(CLIP_L), t5_max_length=t5_length,
+        clip_max_length=77, t5_eos_id=1, clip_bos_id=49406, clip_eos_id=49407,
+        tokenizer_dir=str(checkpoint_dir), prompt_cache=0))
     return cfg

@@ -17,12 +17,16 @@ from flax import nnx
 
 from vision_banana.models.autoencoder import AutoEncoderParams, AutoencoderKL, PatchAutoencoder
 from vision_banana.models.flux import Flux, FluxParams
-from vision_banana.models.text import ByteTextEncoder, ByteTokenizer
+from vision_banana.models.text import ByteTextEncoder, ByteTokenizer, T5ClipTextEncoder
 
 CONTEXT_MODES = ("sequence", "channels")
-# What an optimizer should update: everything but the (frozen or parameter-free) autoencoder.
-# Gradients never reach it anyway (latents are stop_gradient-ed), but weight decay would.
-TRAINABLE = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("autoencoder")))
+# What an optimizer should update: everything but the (frozen or parameter-free) autoencoder and
+# the frozen pretrained text encoders (T5 / CLIP of public Flux checkpoints). Gradients never
+# reach the autoencoder (latents are stop_gradient-ed), but weight decay would.
+TRAINABLE = nnx.All(nnx.Param, nnx.Not(nnx.Any(nnx.PathContains("autoencoder"),
+                                               nnx.PathContains("t5"),
+                                               nnx.PathContains("clip"))))
+TEXT_KINDS = ("byte", "t5_clip")
 
 
 def _dtype(name: str):
@@ -77,16 +81,30 @@ def _build_autoencoder(cfg: dict, rngs: nnx.Rngs, dtype, param_dtype):
     raise ValueError(f"model.autoencoder.kind={kind!r}; expected 'patch' or 'kl'")
 
 
+T5_CLIP_KEYS = {"t5", "clip", "t5_max_length", "clip_max_length", "t5_eos_id", "clip_bos_id",
+                "clip_eos_id", "tokenizer_dir", "prompt_cache"}
+
+
 def _build_text(cfg: dict, rngs: nnx.Rngs, dtype, param_dtype):
     cfg = dict(cfg)
     kind = cfg.pop("kind", None)
-    if kind != "byte":
-        raise ValueError(f"model.text_encoder.kind={kind!r}; expected 'byte' (T5 / CLIP come "
-                         "with imported weights from vision_banana.convert)")
-    _check_keys("text_encoder (kind='byte')", cfg,
-                {"width", "depth", "num_heads", "max_length", "pooled_dim", "mlp_ratio"})
-    encoder = ByteTextEncoder(**cfg, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-    return ByteTokenizer(cfg["max_length"]), encoder, cfg["width"], cfg["pooled_dim"]
+    if kind == "byte":
+        _check_keys("text_encoder (kind='byte')", cfg,
+                    {"width", "depth", "num_heads", "max_length", "pooled_dim", "mlp_ratio"})
+        encoder = ByteTextEncoder(**cfg, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        return ByteTokenizer(cfg["max_length"]), encoder, cfg["width"], cfg["pooled_dim"]
+    if kind == "t5_clip":
+        # Frozen T5 + CLIP of public Flux checkpoints (vision_banana.convert builds this section
+        # from a checkpoint folder: `convert.model_config(path)`).
+        from vision_banana.convert.tokenizers import FluxTokenizer
+
+        _check_keys("text_encoder (kind='t5_clip')", cfg, T5_CLIP_KEYS)
+        tokenizer_dir = cfg.pop("tokenizer_dir")
+        encoder = T5ClipTextEncoder(**cfg, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        tokenizer = FluxTokenizer(tokenizer_dir, cfg["t5_max_length"], cfg["clip_max_length"])
+        return (tokenizer, encoder, encoder.t5.params.d_model,
+                encoder.clip.params.hidden_size)
+    raise ValueError(f"model.text_encoder.kind={kind!r}; expected one of {TEXT_KINDS}")
 
 
 class Generator(nnx.Module):
@@ -118,6 +136,13 @@ class Generator(nnx.Module):
                                  f"text encoder / context_mode={self.context_mode!r} need {want}")
         self.transformer = Flux(flux, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
                                 remat=config.remat, attn_impl=config.attention)
+        lora_config = config.get("lora")
+        if lora_config is not None and int(lora_config.rank) > 0:
+            # Low-rank adapters on the transformer's projections (vision_banana.lora); the base
+            # weights keep their paths, so pretrained imports and exports are unchanged.
+            from vision_banana import lora
+
+            lora.apply(self.transformer, lora_config, rngs=rngs)
 
     # -- conditioning ------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Byte-level tokenizer and a small trainable text encoder (tiny and from-scratch configs).
+"""Text conditioning: a byte-level tokenizer and small trainable encoder (tiny and from-scratch
+configs), and the frozen T5 + CLIP pair of public Flux checkpoints (`T5ClipTextEncoder`).
 
 Prompts carry exact colors ("#ff8000", "(255, 128, 0)") and JSON mappings, so a byte
 vocabulary is used instead of a learned one: nothing to download, every prompt encodable, and
@@ -16,7 +17,9 @@ import numpy as np
 from flax import nnx
 
 from vision_banana.models import layers
+from vision_banana.models.clip import CLIPTextModel, CLIPTextParams
 from vision_banana.models.layers import Dtype
+from vision_banana.models.t5 import T5Encoder, T5Params
 
 PAD_ID = 0
 VOCAB_SIZE = 257  # 256 byte values shifted by one, 0 = padding
@@ -135,3 +138,97 @@ class ByteTextEncoder(nnx.Module):
         w = mask.astype(jnp.float32)[..., None]
         pooled = (states.astype(jnp.float32) * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
         return states, self.pool_proj(pooled.astype(self.dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# Frozen T5 + CLIP conditioning of public Flux checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+class PromptCache(nnx.Variable):
+    """Encoded prompts of a fixed prompt set: model state, neither trained nor a `Param`."""
+
+
+class T5ClipTextEncoder(nnx.Module):
+    """FLUX.1 conditioning: T5 token states (`txt`) and the CLIP pooled vector (`y`).
+
+    tokens: int32 (B, t5_max_length + clip_max_length), the T5 ids then the CLIP ids, as
+    `vision_banana.convert.tokenizers.FluxTokenizer` makes them (0 = padding in both halves;
+    CLIP's own padding after the end token is rewritten to 0, which changes nothing: CLIP is
+    causal and pooled at the end token). A row of all zeros (a prompt dropped for
+    classifier-free guidance, docs/contracts.md) is encoded as the empty prompt "", exactly
+    what diffusers' pipelines compute for "".
+    Returns (txt (B, t5_max_length, t5.d_model), y (B, clip.hidden_size)) in `dtype`.
+
+    T5 runs over every position without a mask (as FLUX's pipeline). Both encoders are frozen
+    (excluded from `generator.TRAINABLE`).
+
+    Prompt cache (optional, `prompt_cache` slots > 0): `fill_prompt_cache(tokens)` stores the
+    encodings of a fixed prompt set; a batch whose prompts are all cached is served from it
+    (one `lax.cond`), any other batch is encoded.
+    """
+
+    def __init__(self, *, t5: dict, clip: dict, t5_max_length: int, clip_max_length: int,
+                 t5_eos_id: int, clip_bos_id: int, clip_eos_id: int, prompt_cache: int = 0,
+                 rngs: nnx.Rngs, dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+        rngs = layers.param_keys(rngs)
+        self.t5 = T5Encoder(T5Params(**t5), rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.clip = CLIPTextModel(CLIPTextParams(**clip), rngs=rngs, dtype=dtype,
+                                  param_dtype=param_dtype)
+        if clip_max_length > self.clip.params.max_position_embeddings:
+            raise ValueError(f"clip_max_length {clip_max_length} exceeds CLIP's "
+                             f"{self.clip.params.max_position_embeddings} positions")
+        self.t5_max_length, self.clip_max_length = int(t5_max_length), int(clip_max_length)
+        self.dtype = dtype
+        self.empty_tokens = tuple(
+            [int(t5_eos_id)] + [0] * (self.t5_max_length - 1)
+            + [int(clip_bos_id), int(clip_eos_id)] + [0] * (self.clip_max_length - 2))
+        length = self.t5_max_length + self.clip_max_length
+        n, d_txt, d_y = int(prompt_cache), self.t5.params.d_model, self.clip.params.hidden_size
+        self.cache_size = n
+        if n > 0:
+            self.cache_tokens = PromptCache(jnp.zeros((n, length), jnp.int32))
+            self.cache_txt = PromptCache(jnp.zeros((n, self.t5_max_length, d_txt), dtype),
+                                         **layers.sharding_metadata((None, None, "embed")))
+            self.cache_y = PromptCache(jnp.zeros((n, d_y), dtype))
+            self.cache_used = PromptCache(jnp.zeros((n,), bool))
+
+    @property
+    def length(self) -> int:
+        return self.t5_max_length + self.clip_max_length
+
+    def encode(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Run both encoders (no cache, no empty-prompt substitution)."""
+        txt = self.t5(tokens[:, :self.t5_max_length])
+        _, pooled = self.clip(tokens[:, self.t5_max_length:])
+        return txt.astype(self.dtype), pooled.astype(self.dtype)
+
+    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if tokens.ndim != 2 or tokens.shape[1] != self.length:
+            raise ValueError(f"tokens shape {tokens.shape}, expected (B, {self.length}) = T5 "
+                             f"{self.t5_max_length} + CLIP {self.clip_max_length} ids")
+        empty = jnp.all(tokens == PAD_ID, axis=1, keepdims=True)
+        tokens = jnp.where(empty, jnp.asarray(self.empty_tokens, tokens.dtype)[None], tokens)
+        if self.cache_size == 0:
+            return self.encode(tokens)
+        match = (jnp.all(tokens[:, None, :] == self.cache_tokens[...][None], axis=-1)
+                 & self.cache_used[...][None])
+        slot = jnp.argmax(match, axis=1)
+        return jax.lax.cond(jnp.all(jnp.any(match, axis=1)),
+                            lambda: (self.cache_txt[...][slot], self.cache_y[...][slot]),
+                            lambda: self.encode(tokens))
+
+    def fill_prompt_cache(self, tokens) -> None:
+        """Encode int32 (P, length) token rows (P <= prompt_cache slots) into the cache; slots
+        past P are marked unused. Call on a materialized encoder (eagerly, or inside nnx.jit)."""
+        tokens = jnp.asarray(tokens, jnp.int32)
+        n = self.cache_size
+        if tokens.ndim != 2 or tokens.shape[0] > n or tokens.shape[1] != self.length:
+            raise ValueError(f"prompt cache holds {n} rows of {self.length} tokens; got "
+                             f"{tokens.shape}")
+        p = tokens.shape[0]
+        txt, y = self.encode(tokens)
+        self.cache_tokens[...] = self.cache_tokens[...].at[:p].set(tokens)
+        self.cache_txt[...] = self.cache_txt[...].at[:p].set(txt)
+        self.cache_y[...] = self.cache_y[...].at[:p].set(y)
+        self.cache_used[...] = jnp.arange(n) < p
