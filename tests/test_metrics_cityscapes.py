@@ -18,14 +18,22 @@ from eval.metrics.cityscapes_files import evaluate_files, find_predictions, inst
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_label_table_equals_cityscapesscripts():
+def test_label_views_equal_cityscapesscripts():
+    # The table itself is data_mix.sources.cityscapes.LABELS (checked row by row in
+    # test_sources_cityscapes.py); here: the views evaluation derives from it.
     from cityscapesscripts.helpers import labels as official
 
-    ours = [(lab.name, lab.label_id, lab.train_id, lab.category, lab.has_instances, lab.ignore_in_eval)
-            for lab in cl.LABELS]
-    theirs = [(lab.name, lab.id, lab.trainId, lab.category, lab.hasInstances, lab.ignoreInEval)
-              for lab in official.labels]
-    assert ours == theirs
+    from data_mix.sources import cityscapes as cs
+
+    assert cl.LABELS is cs.LABELS
+    evaluated = [lab for lab in official.labels if lab.id >= 0 and not lab.ignoreInEval]
+    assert cl.EVAL_IDS.tolist() == [lab.id for lab in evaluated]
+    assert cl.EVAL_NAMES == tuple(lab.name for lab in evaluated)
+    assert cl.INSTANCE_NAMES == tuple(lab.name for lab in evaluated if lab.hasInstances)
+    assert cl.CATEGORIES == tuple(dict.fromkeys(lab.category for lab in official.labels))
+    for label_id in range(cl.NUM_LABEL_IDS):
+        assert tuple(cl.COLORS_BY_LABEL_ID[label_id]) == official.id2label[label_id].color
+        assert cl.LABEL_TO_TRAIN_LUT[label_id] == official.id2label[label_id].trainId
     for train_id, label in official.trainId2label.items():
         if 0 <= train_id < 256:
             assert cl.TRAIN_TO_LABEL_LUT[train_id] == label.id

@@ -43,7 +43,7 @@ _N = cl.NUM_LABEL_IDS
 _PRED_LUTS = {"label": cl.LABEL_TO_LABEL_LUT, "train": cl.TRAIN_TO_LABEL_LUT}
 _AVG_SIZE = np.zeros(_N, np.float64)
 for _name, _size in cl.AVG_INSTANCE_SIZE.items():
-    _AVG_SIZE[next(lab.label_id for lab in cl.LABELS if lab.name == _name)] = _size
+    _AVG_SIZE[next(lab.id for lab in cl.LABELS if lab.name == _name)] = _size
 _IGNORED = np.array([cl.ID_TO_LABEL[i].ignore_in_eval for i in range(_N)])
 _HAS_INSTANCE_SCORE = np.isin(np.arange(_N), cl.INSTANCE_IDS)
 _INSTANCE_CATEGORIES = tuple(cl.INSTANCE_CATEGORY_IDS)  # ("human", "vehicle")
@@ -261,7 +261,7 @@ class CityscapesEvaluator:
 
 
 def _category_ids_all(category: str) -> np.ndarray:
-    return np.array([lab.label_id for lab in cl.LABELS if lab.category == category and lab.label_id >= 0])
+    return np.array([lab.id for lab in cl.LABELS if lab.category == category and lab.id >= 0])
 
 
 def _ratio(num: float, den: float) -> float:

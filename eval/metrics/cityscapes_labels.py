@@ -1,73 +1,30 @@
-"""The Cityscapes label table, as cityscapesScripts defines it (helpers/labels.py, v2.3.0).
+"""Evaluation views of the Cityscapes label table (ids, categories, lookup tables).
 
-Copied rather than imported so that evaluation runs without cityscapesScripts installed;
-`tests/test_metrics_cityscapes.py` checks every row against the installed package.
+The table itself is kept once, in `data_mix.sources.cityscapes.LABELS` (the rows of
+cityscapesScripts' helpers/labels.py v2.3.0, checked against the installed package by
+tests/test_sources_cityscapes.py); this module derives what the metrics need from it, so
+evaluation runs without cityscapesScripts installed and the two packages cannot drift apart.
 
-Ids: `label_id` is what ground-truth `*_gtFine_labelIds.png` files and official predictions
-hold (0..33); `train_id` is the common 19-class training index (255 = not trained).
-`ignore_in_eval` labels never count as ground truth (their pixels are excluded from FP), and
-have no IoU of their own. Instance ids in `*_gtFine_instanceIds.png` are
-`label_id * 1000 + k` for single instances and plain `label_id` elsewhere.
+Ids: `Label.id` is what ground-truth `*_gtFine_labelIds.png` files and official predictions
+hold (0..33; -1 for "license plate", which never appears in label images); `train_id` is the
+common 19-class training index (255 = not trained). `ignore_in_eval` labels never count as
+ground truth (their pixels are excluded from FP), and have no IoU of their own. Instance ids in
+`*_gtFine_instanceIds.png` are `label_id * 1000 + k` for single instances and plain
+`label_id` elsewhere.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
+from data_mix.sources.cityscapes import LABELS, Label
 
-class Label(NamedTuple):
-    name: str
-    label_id: int
-    train_id: int
-    category: str
-    has_instances: bool
-    ignore_in_eval: bool
-
-
-# name, id, trainId, category, hasInstances, ignoreInEval (license plate has no id: it never
-# appears in label images).
-LABELS: tuple[Label, ...] = tuple(
-    Label(*row)
-    for row in [
-        ("unlabeled", 0, 255, "void", False, True),
-        ("ego vehicle", 1, 255, "void", False, True),
-        ("rectification border", 2, 255, "void", False, True),
-        ("out of roi", 3, 255, "void", False, True),
-        ("static", 4, 255, "void", False, True),
-        ("dynamic", 5, 255, "void", False, True),
-        ("ground", 6, 255, "void", False, True),
-        ("road", 7, 0, "flat", False, False),
-        ("sidewalk", 8, 1, "flat", False, False),
-        ("parking", 9, 255, "flat", False, True),
-        ("rail track", 10, 255, "flat", False, True),
-        ("building", 11, 2, "construction", False, False),
-        ("wall", 12, 3, "construction", False, False),
-        ("fence", 13, 4, "construction", False, False),
-        ("guard rail", 14, 255, "construction", False, True),
-        ("bridge", 15, 255, "construction", False, True),
-        ("tunnel", 16, 255, "construction", False, True),
-        ("pole", 17, 5, "object", False, False),
-        ("polegroup", 18, 255, "object", False, True),
-        ("traffic light", 19, 6, "object", False, False),
-        ("traffic sign", 20, 7, "object", False, False),
-        ("vegetation", 21, 8, "nature", False, False),
-        ("terrain", 22, 9, "nature", False, False),
-        ("sky", 23, 10, "sky", False, False),
-        ("person", 24, 11, "human", True, False),
-        ("rider", 25, 12, "human", True, False),
-        ("car", 26, 13, "vehicle", True, False),
-        ("truck", 27, 14, "vehicle", True, False),
-        ("bus", 28, 15, "vehicle", True, False),
-        ("caravan", 29, 255, "vehicle", True, True),
-        ("trailer", 30, 255, "vehicle", True, True),
-        ("train", 31, 16, "vehicle", True, False),
-        ("motorcycle", 32, 17, "vehicle", True, False),
-        ("bicycle", 33, 18, "vehicle", True, False),
-        ("license plate", -1, -1, "vehicle", False, True),
-    ]
-)
+__all__ = [
+    "AVG_INSTANCE_SIZE", "CATEGORIES", "COLORS_BY_LABEL_ID", "EVAL_IDS", "EVAL_NAMES",
+    "ID_TO_LABEL", "INSTANCE_CATEGORY_IDS", "INSTANCE_IDS", "INSTANCE_NAMES", "LABELS",
+    "LABEL_TO_LABEL_LUT", "LABEL_TO_TRAIN_LUT", "Label", "NUM_LABEL_IDS", "TRAIN_TO_LABEL_LUT",
+    "category_eval_ids",
+]
 
 # Average instance size in pixels per class over the training set (cityscapesScripts'
 # `args.avgClassSize`): iIoU weights each instance's TP / FN by avg_size / instance_size.
@@ -85,12 +42,12 @@ AVG_INSTANCE_SIZE: dict[str, float] = {
 }
 
 NUM_LABEL_IDS = 34  # label ids 0..33; the confusion matrix is 34 x 34 as in the official script
-ID_TO_LABEL: dict[int, Label] = {lab.label_id: lab for lab in LABELS if lab.label_id >= 0}
+ID_TO_LABEL: dict[int, Label] = {lab.id: lab for lab in LABELS if lab.id >= 0}
 CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(lab.category for lab in LABELS))
 
 # The 19 evaluated classes in label-id order (their IoUs make the mIoU).
 EVAL_IDS: np.ndarray = np.array(
-    [lab.label_id for lab in LABELS if lab.label_id >= 0 and not lab.ignore_in_eval], np.int64
+    [lab.id for lab in LABELS if lab.id >= 0 and not lab.ignore_in_eval], np.int64
 )
 EVAL_NAMES: tuple[str, ...] = tuple(ID_TO_LABEL[i].name for i in EVAL_IDS)
 
@@ -100,12 +57,16 @@ INSTANCE_IDS: np.ndarray = np.array(
 )
 INSTANCE_NAMES: tuple[str, ...] = tuple(ID_TO_LABEL[int(i)].name for i in INSTANCE_IDS)
 
+# uint8 (34, 3): the official color of each label id (the `color` column), for pictures.
+COLORS_BY_LABEL_ID: np.ndarray = np.array([ID_TO_LABEL[i].color for i in range(NUM_LABEL_IDS)],
+                                          np.uint8)
+
 
 def category_eval_ids(category: str) -> np.ndarray:
     """Label ids counted for a category's IoU: its labels that are not ignored in evaluation."""
     return np.array(
-        [lab.label_id for lab in LABELS
-         if lab.category == category and lab.label_id >= 0 and not lab.ignore_in_eval],
+        [lab.id for lab in LABELS
+         if lab.category == category and lab.id >= 0 and not lab.ignore_in_eval],
         np.int64,
     )
 
@@ -116,9 +77,9 @@ def _instance_categories() -> dict[str, np.ndarray]:
     # trailer count as "vehicle" predictions there, though not in the category IoU).
     out = {}
     for category in CATEGORIES:
-        labs = [lab for lab in LABELS if lab.category == category and lab.label_id >= 0]
+        labs = [lab for lab in LABELS if lab.category == category and lab.id >= 0]
         if labs and all(lab.has_instances for lab in labs):
-            out[category] = np.array([lab.label_id for lab in labs], np.int64)
+            out[category] = np.array([lab.id for lab in labs], np.int64)
     return out
 
 
@@ -129,12 +90,12 @@ INSTANCE_CATEGORY_IDS: dict[str, np.ndarray] = _instance_categories()  # human, 
 # (255 -> 0 "unlabeled"); values that are no train id also -> 0.
 TRAIN_TO_LABEL_LUT: np.ndarray = np.zeros(256, np.uint8)
 for _lab in reversed(LABELS):
-    if 0 <= _lab.train_id < 256 and _lab.label_id >= 0:
-        TRAIN_TO_LABEL_LUT[_lab.train_id] = _lab.label_id
+    if 0 <= _lab.train_id < 256 and _lab.id >= 0:
+        TRAIN_TO_LABEL_LUT[_lab.train_id] = _lab.id
 # label id -> train id (non-trained and unknown values -> 255).
 LABEL_TO_TRAIN_LUT: np.ndarray = np.full(256, 255, np.uint8)
 for _lab in LABELS:
-    if _lab.label_id >= 0:
-        LABEL_TO_TRAIN_LUT[_lab.label_id] = _lab.train_id
+    if _lab.id >= 0:
+        LABEL_TO_TRAIN_LUT[_lab.id] = _lab.train_id
 # label id -> itself; anything that is no label id (34..255) -> 0 "unlabeled".
 LABEL_TO_LABEL_LUT: np.ndarray = np.where(np.arange(256) < NUM_LABEL_IDS, np.arange(256), 0).astype(np.uint8)

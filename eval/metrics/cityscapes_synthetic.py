@@ -155,7 +155,7 @@ def synthetic_prediction(rng: np.random.Generator, label_ids: np.ndarray, kind: 
         confuse[src] = dst
     pred = np.where(_coarse_mask(rng, shape, 0.25, cell=64), confuse[pred], pred)
     evaluated = np.setdiff1d(cl.EVAL_IDS, never).astype(np.uint8)
-    ignored = np.isin(pred, [lab.label_id for lab in cl.LABELS if lab.ignore_in_eval and lab.label_id >= 0])
+    ignored = np.isin(pred, [lab.id for lab in cl.LABELS if lab.ignore_in_eval and lab.id >= 0])
     fill = evaluated[rng.integers(0, evaluated.size, shape)]
     pred = np.where(ignored & _coarse_mask(rng, shape, 0.8, cell=16), fill, pred)
     noise = allowed[rng.integers(0, allowed.size, shape)]
