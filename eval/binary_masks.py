@@ -77,14 +77,9 @@ def predict_folder(args, source, indices, folder: pathlib.Path) -> dict:
             prompt = binary.render_prompt(np.random.default_rng(args.seed + i), args.target)
             yield from_checkpoint.Job(record["meta"]["id"], record["image"], prompt, {})
 
-    predictor = from_checkpoint.load_predictor(args)
-    example = None
-    for job, mask in from_checkpoint.predict(predictor, jobs(), "binary", ensemble=args.ensemble,
-                                             batch_size=args.batch_size, seed=args.seed,
-                                             total=len(indices), progress=not args.no_progress):
-        example = example or job.prompt
-        preds.write_mask(folder / f"{job.key}.png", mask)
-    return {**from_checkpoint.describe(predictor, args, "binary"), "prompt_example": example}
+    return from_checkpoint.predict_into(
+        args, jobs(), "binary", lambda job, mask: preds.write_mask(folder / f"{job.key}.png", mask),
+        total=len(indices))
 
 
 def _worst_grid(out, name, source, folder, cases, index_of, k):

@@ -172,15 +172,11 @@ def predict_folder(args, source: CityscapesSource, indices: Sequence[int], folde
             stem = pathlib.PurePosixPath(source.stems[i])  # leftImg8bit/{split}/{city}/{name}
             yield from_checkpoint.Job(f"{stem.parent.name}/{stem.name}", source[i]["image"], prompt, spec)
 
-    predictor = from_checkpoint.load_predictor(args)
-    first_prompt = None
-    for job, labels in from_checkpoint.predict(predictor, jobs(), "semantic", ensemble=args.ensemble,
-                                               batch_size=args.batch_size, seed=args.seed,
-                                               total=len(indices), progress=not args.no_progress):
-        first_prompt = first_prompt or job.prompt
+    def write(job, labels):
         preds.write_png(folder / f"{job.key}_pred_labelIds.png", semantic_to_label_ids(labels))
-    return {**from_checkpoint.describe(predictor, args, "semantic"), "prompt_example": first_prompt,
-            "palette": colors.tolist(), "classes": list(CLASSES)}
+
+    made = from_checkpoint.predict_into(args, jobs(), "semantic", write, total=len(indices))
+    return {**made, "palette": colors.tolist(), "classes": list(CLASSES)}
 
 
 def _worst_grid(out, name, source, per_image, fmt, color_map, max_distance, k) -> pathlib.Path:

@@ -87,18 +87,18 @@ def predict_detections(args, source, indices, categories: dict[int, str]) -> tup
                 yield from_checkpoint.Job(f"{record['meta']['id']}/{cat_id}", record["image"], prompt,
                                           {"background": instance.BLACK})
 
-    predictor = from_checkpoint.load_predictor(args)
-    dets, example = [], None
-    for job, found in from_checkpoint.predict(predictor, jobs(), "instance", batch_size=args.batch_size,
-                                              seed=args.seed, total=len(indices) * len(categories),
-                                              progress=not args.no_progress):
-        example = example or job.prompt
+    dets = []
+
+    def collect(job, found):
         image_id, cat_id = (int(v) for v in job.key.split("/"))
         rles = instance.to_rle(found.masks) if len(found.masks) else []
         for rle, score in zip(rles, found.scores, strict=True):
             dets.append({"image_id": image_id, "category_id": cat_id, "segmentation": rle,
                          "score": float(score)})
-    return dets, {**from_checkpoint.describe(predictor, args, "instance"), "prompt_example": example}
+
+    made = from_checkpoint.predict_into(args, jobs(), "instance", collect, ensemble=1,
+                                        total=len(indices) * len(categories))
+    return dets, made
 
 
 def image_recall(gt, image_id: int, dets: list[dict]) -> tuple[float | None, int]:

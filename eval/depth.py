@@ -109,14 +109,9 @@ def predict_folder(args, source, indices, folder: pathlib.Path) -> dict:
             prompt = depth_codec.render_prompt(np.random.default_rng(args.seed + i), "rainbow")
             yield from_checkpoint.Job(record["meta"]["id"], record["image"], prompt, {"colormap": "rainbow"})
 
-    predictor = from_checkpoint.load_predictor(args)
-    example = None
-    for job, depth in from_checkpoint.predict(predictor, jobs(), "depth", ensemble=args.ensemble,
-                                              batch_size=args.batch_size, seed=args.seed,
-                                              total=len(indices), progress=not args.no_progress):
-        example = example or job.prompt
-        preds.write_npy(folder / f"{job.key}.npy", depth)
-    return {**from_checkpoint.describe(predictor, args, "depth"), "prompt_example": example}
+    return from_checkpoint.predict_into(
+        args, jobs(), "depth", lambda job, depth: preds.write_npy(folder / f"{job.key}.npy", depth),
+        total=len(indices))
 
 
 def _worst_grid(args, out, name, source, folder, evaluator, per_image, k):

@@ -109,6 +109,22 @@ def predict(predictor, jobs: Iterable[Job], task: str, *, ensemble: int = 1, bat
     bar.close()
 
 
+def predict_into(args, jobs: Iterable[Job], task: str, write, *, total: int | None = None,
+                 ensemble: int | None = None) -> dict:
+    """Every benchmark's checkpoint path: load the predictor from the shared options (--workdir,
+    --step, --no-ema, --num-steps), predict and decode `jobs`, call `write(job, decoded)` for
+    each, and return `describe(...)` plus the first prompt (for results.json)."""
+    predictor = load_predictor(args)
+    example = None
+    for job, decoded in predict(predictor, jobs, task,
+                                ensemble=args.ensemble if ensemble is None else ensemble,
+                                batch_size=args.batch_size, seed=args.seed, total=total,
+                                progress=not args.no_progress):
+        example = example or job.prompt
+        write(job, decoded)
+    return {**describe(predictor, args, task), "prompt_example": example}
+
+
 def describe(predictor, args, task: str) -> dict:
     """JSON-able account of how a checkpoint's predictions were made (for results.json)."""
     return {"workdir": str(args.workdir), "step": predictor.step, "ema": not args.no_ema,

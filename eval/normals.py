@@ -79,14 +79,9 @@ def predict_folder(args, source, indices, folder: pathlib.Path) -> dict:
             prompt = normals_codec.render_prompt(np.random.default_rng(args.seed + i))
             yield from_checkpoint.Job(record["meta"]["id"], record["image"], prompt, {})
 
-    predictor = from_checkpoint.load_predictor(args)
-    example = None
-    for job, normals in from_checkpoint.predict(predictor, jobs(), "normals", ensemble=args.ensemble,
-                                                batch_size=args.batch_size, seed=args.seed,
-                                                total=len(indices), progress=not args.no_progress):
-        example = example or job.prompt
-        preds.write_npy(folder / f"{job.key}.npy", normals)
-    return {**from_checkpoint.describe(predictor, args, "normals"), "prompt_example": example}
+    return from_checkpoint.predict_into(
+        args, jobs(), "normals", lambda job, n: preds.write_npy(folder / f"{job.key}.npy", n),
+        total=len(indices))
 
 
 def read_prediction(args, folder, name, key, size) -> np.ndarray:

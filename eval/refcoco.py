@@ -87,14 +87,9 @@ def predict_folder(args, source, indices, folder: pathlib.Path) -> dict:
                 n += 1
                 yield from_checkpoint.Job(key, record["image"], prompt, spec)
 
-    predictor = from_checkpoint.load_predictor(args)
-    example = None
-    for job, masks in from_checkpoint.predict(predictor, jobs(), "referring", ensemble=args.ensemble,
-                                              batch_size=args.batch_size, seed=args.seed,
-                                              progress=not args.no_progress):
-        example = example or job.prompt
-        preds.write_mask(folder / f"{job.key}.png", masks[0])
-    return {**from_checkpoint.describe(predictor, args, "referring"), "prompt_example": example}
+    return from_checkpoint.predict_into(
+        args, jobs(), "referring",
+        lambda job, masks: preds.write_mask(folder / f"{job.key}.png", masks[0]))
 
 
 def _worst_grid(out, name, source, masks, per_expression, k):

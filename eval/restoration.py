@@ -47,14 +47,9 @@ def predict_folder(args, source, indices, folder: pathlib.Path) -> dict:
             prompt = restoration.render_prompt(np.random.default_rng(args.seed + i), args.kind)
             yield from_checkpoint.Job(record["meta"]["id"], record["image"], prompt, {})
 
-    predictor = from_checkpoint.load_predictor(args)
-    example = None
-    for job, image in from_checkpoint.predict(predictor, jobs(), "restoration", ensemble=args.ensemble,
-                                              batch_size=args.batch_size, seed=args.seed,
-                                              total=len(indices), progress=not args.no_progress):
-        example = example or job.prompt
-        preds.write_png(folder / f"{job.key}.png", image)
-    return {**from_checkpoint.describe(predictor, args, "restoration"), "prompt_example": example}
+    return from_checkpoint.predict_into(
+        args, jobs(), "restoration",
+        lambda job, image: preds.write_png(folder / f"{job.key}.png", image), total=len(indices))
 
 
 def _worst_grid(out, name, source, folder, per_image, k):
