@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-test
+BASE   := $(VENV)/.installed
 
 .PHONY: test demo install clean
 
@@ -10,8 +11,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# Reinstall when the dependency list changes.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstall when the dependency list changes. The demo needs only the runtime dependencies
+# (about a minute); the tests add the official tools and the PyTorch references.
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $(BASE)
+
+$(STAMP): pyproject.toml $(BASE)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -20,7 +26,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(BIN)/python -m vision_banana.demo --out demo_out
 
 clean:

@@ -65,17 +65,23 @@ def build_normals(record: Record, rng: np.random.Generator, *, max_invalid: floa
 
 def build_semantic(record: Record, rng: np.random.Generator, *, subset_prob: float = 0.3,
                    absent_prob: float = 0.2, background_prob: float = 0.5,
-                   palette_size: int = 24) -> Example:
+                   palette_size: int = 24, fixed_colors: bool = False) -> Example:
     """Semantic segmentation with a random class -> color assignment stated in the prompt.
 
     Names every class present, or (`subset_prob`) a random subset of them with the rest
     painted as background; with `absent_prob` one class of `classes` not in view is named too
     (nothing may be painted in its color). Unnamed and ignored (-1) pixels are background:
     black, or (`background_prob`) a palette color, always stated when not black.
+    fixed_colors: instead, name every class of `classes` in its own order with the fixed color
+    `semantic.palette(len(classes))[class index]` over black (a simplification for tiny CPU
+    demos, whose models cannot learn to read a random mapping in minutes; `subset_prob`,
+    `absent_prob`, `background_prob` and `palette_size` are then unused).
     meta["spec"]: {"classes", "colors" (k, 3), "background", "class_indices"}.
     """
     labels = _field(record, "semantic")
     classes = list(_field(record, "classes"))
+    if fixed_colors:
+        return _semantic_fixed(record, rng, labels, classes)
     present = _present(labels, len(classes))
     if len(present) > 1 and rng.random() < subset_prob:
         k = int(rng.integers(1, len(present)))
@@ -100,12 +106,16 @@ def build_semantic(record: Record, rng: np.random.Generator, *, subset_prob: flo
 
 
 def build_instance(record: Record, rng: np.random.Generator, *, background_prob: float = 0.3,
-                   palette_size: int = 24, min_pixels: int = 4) -> Example:
+                   palette_size: int = 24, min_pixels: int = 4,
+                   fixed_colors: bool = False) -> Example:
     """Instance segmentation of one class: each instance its own random palette color.
 
     The class is drawn among those with an instance visible (masks under `min_pixels` pixels,
     e.g. cut by a crop, do not count); if a crop left none, a class of `instance_classes` is
     named with an all-background target (nothing to segment is a valid answer).
+    fixed_colors: instead of random colors, the instances take the first colors of
+    `semantic.palette(palette_size)` from left to right (by mask centroid column): a rule a
+    tiny CPU demo model can learn in minutes, where "the model picks" a random one.
     meta["spec"]: {"target", "background", "instance_colors" (N, 3)}.
     """
     masks = np.asarray(_field(record, "instance_masks"), bool)
@@ -120,6 +130,8 @@ def build_instance(record: Record, rng: np.random.Generator, *, background_prob:
     chosen = masks[[i for i, (n, v) in enumerate(zip(names, visible)) if n == cls and v]].reshape(-1, *masks.shape[1:])
     codec = tasks.get("instance")
     colors, background = _pick_colors(codec, rng, len(chosen), background_prob, palette_size)
+    if fixed_colors:
+        colors = _left_to_right_colors(chosen, palette_size)
     target = codec.encode(chosen, colors, background=background)
     prompt = codec.render_prompt(rng, cls, background=background)
     spec = {"target": cls, "background": list(background), "instance_colors": colors.tolist()}
@@ -280,6 +292,35 @@ def _pick_colors(codec, rng: np.random.Generator, k: int, background_prob: float
     colors = pal[pick[:k]]
     background = tuple(int(v) for v in pal[pick[k]]) if rng.random() < background_prob else BLACK
     return colors, background
+
+
+def _semantic_fixed(record: Record, rng: np.random.Generator, labels: np.ndarray,
+                    classes: list[str]) -> Example:
+    """`build_semantic(fixed_colors=True)`: every class named, in order, in its fixed color,
+    over black."""
+    _present(labels, len(classes))  # validates the label range
+    codec = tasks.get("semantic")
+    colors = codec.palette(len(classes))
+    target = codec.encode(np.asarray(labels), colors, background=BLACK)
+    prompt = codec.render_prompt(rng, classes=classes, colors=colors, background=BLACK)
+    spec = {"classes": classes, "colors": colors.tolist(), "background": list(BLACK),
+            "class_indices": list(range(len(classes)))}
+    return _example(record, "semantic", prompt, target, spec)
+
+
+def _left_to_right_colors(masks: np.ndarray, palette_size: int) -> np.ndarray:
+    """uint8 (N, 3): `semantic.palette(max(palette_size, N))` colors 0..N-1 given to bool
+    (N, H, W) masks in the order of their centroid columns (ties: mask order)."""
+    n = len(masks)
+    pal = tasks.get("semantic").palette(max(int(palette_size), n))
+    if not n:
+        return pal[:0]
+    cols = np.arange(masks.shape[-1], dtype=np.float64)
+    area = np.maximum(masks.sum((1, 2)), 1)
+    centroid = (masks.sum(1) * cols).sum(1) / area
+    colors = np.empty((n, 3), np.uint8)
+    colors[np.argsort(centroid, kind="stable")] = pal[:n]
+    return colors
 
 
 def _check_invalid(record: Record, key: str, invalid: np.ndarray, max_invalid: float) -> None:

@@ -30,10 +30,15 @@ def flow_config() -> ml_collections.ConfigDict:
     guidance: value fed to guidance-embedded transformers during training (FLUX.1 dev/Kontext).
     uncond_prob: probability of dropping the prompt (all-padding tokens), which trains the
     unconditional branch used by classifier-free guidance (`sample(cfg_scale=...)`).
+    onestep_prob: probability that an example with an input image is trained on the exact query
+    of the deterministic perception mode (`sample(mode="onestep", num_steps=1)`): t = 1 with
+    the noise at its mean (zeros), so the network learns x0 = -v(0, 1), the conditional mean
+    of the target (the single-step regression of Lotus / GenPercept). 0 keeps the pure flow
+    objective; without it a zero input is a point the network never saw at t = 1.
     """
     return ml_collections.ConfigDict(dict(
         logit_mean=0.0, logit_std=1.0, shift=True, base_shift=0.5, max_shift=1.15,
-        base_seq_len=256, max_seq_len=4096, guidance=1.0, uncond_prob=0.1))
+        base_seq_len=256, max_seq_len=4096, guidance=1.0, uncond_prob=0.1, onestep_prob=0.0))
 
 
 def resolution_mu(num_tokens: int, config: ml_collections.ConfigDict) -> float:
@@ -109,6 +114,12 @@ def training_loss(generator: Generator, batch: dict, key: jax.Array,
 
     t = sample_timesteps(k_t, b, n, config)
     noise = jax.random.normal(k_noise, x0.shape, jnp.float32)
+    if config.get("onestep_prob", 0.0) > 0:
+        # The one-step perception query (x_t = 0 at t = 1), for examples with an input image.
+        k_t, k_one = jax.random.split(k_t)
+        one = jax.random.bernoulli(k_one, config.onestep_prob, (b,)) & valid
+        t = jnp.where(one, 1.0, t)
+        noise = jnp.where(one[:, None, None], 0.0, noise)
     x_t = (1.0 - t[:, None, None]) * x0 + t[:, None, None] * noise
     pred = generator.velocity(x_t, t, txt, y, context, valid,
                               guidance=jnp.full((b,), config.guidance, jnp.float32), grid_hw=grid)
