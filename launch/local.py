@@ -14,7 +14,10 @@ forwarded to every process. When one process exits non-zero or dies by a signal,
 are sent SIGTERM, then SIGKILL after --grace-s seconds, because a peer blocked in a collective
 would otherwise wait for the dead one until JAX's heartbeat timeout (100 s by default). The
 launcher's exit status is then the failed process' status (128 + signal number for a signal)
-and its last stderr line names the process and how it ended; 0 when all succeed. JAX traps
+and its last stderr line names the process and how it ended; 0 when all succeed. A signal
+forwarded from the launcher (a preemption) gives the processes --stop-grace-s seconds to save
+and exit before SIGKILL; when every one of them then exits 0 (the trainer saves a checkpoint
+and stops cleanly), so does the launcher, otherwise it exits 128 + the signal. JAX traps
 SIGTERM as a preemption notice and keeps running, so a JAX process stuck in a collective ends
 at the SIGKILL: the job is over about --grace-s seconds after the first failure.
 """
@@ -107,7 +110,8 @@ class Job:
     """N child processes, their output pumps, and the stop logic (see module docstring)."""
 
     def __init__(self, command: Sequence[str], *, processes: int, devices_per_process: int,
-                 port: int | None = None, grace_s: float = 10.0, out: BinaryIO | None = None,
+                 port: int | None = None, grace_s: float = 10.0, stop_grace_s: float = 300.0,
+                 out: BinaryIO | None = None,
                  base_env: Mapping[str, str] | None = None):
         if processes < 1 or devices_per_process < 1:
             raise ValueError(f"--processes ({processes}) and --devices-per-process "
@@ -119,6 +123,7 @@ class Job:
         self.devices_per_process = devices_per_process
         self.port = port or free_port()
         self.grace_s = grace_s
+        self.stop_grace_s = stop_grace_s
         self.out = out if out is not None else sys.stdout.buffer
         self.base_env = dict(os.environ if base_env is None else base_env)
         self._lock = threading.Lock()
@@ -190,7 +195,8 @@ class Job:
                     interrupted = sig
                     self.note(f"got {signal.Signals(sig).name}; forwarding it to all processes")
                     self._signal_all(sig)
-                    deadline = time.monotonic() + self.grace_s
+                    # Time to reach a step boundary and write a checkpoint.
+                    deadline = time.monotonic() + self.stop_grace_s
                 else:  # a second signal: stop now
                     self._signal_all(signal.SIGKILL)
                     killed = True
@@ -208,7 +214,8 @@ class Job:
             if all(rc is not None for rc in codes):
                 break
             if deadline is not None and not killed and time.monotonic() > deadline:
-                self.note(f"processes still running {self.grace_s:g} s after the stop signal; "
+                waited = self.stop_grace_s if failed is None else self.grace_s
+                self.note(f"processes still running {waited:g} s after the stop signal; "
                           "sending SIGKILL")
                 self._signal_all(signal.SIGKILL)
                 killed = True
@@ -224,7 +231,11 @@ class Job:
             self.note(f"job failed: process {index} {describe_exit(rc)}")
             return rc if rc > 0 else 128 - rc
         if interrupted is not None:
-            self.note(f"job interrupted by {signal.Signals(interrupted).name}")
+            name = signal.Signals(interrupted).name
+            if all(child.returncode == 0 for child in self._children):
+                self.note(f"job stopped on {name}: every process exited cleanly")
+                return 0
+            self.note(f"job interrupted by {name}")
             return 128 + interrupted
         self.note(f"all {self.processes} process(es) finished successfully")
         return 0
@@ -262,7 +273,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--port", type=int, default=None,
                         help="coordinator port on 127.0.0.1 (default: a free port)")
     parser.add_argument("--grace-s", type=float, default=10.0,
-                        help="seconds between SIGTERM and SIGKILL when stopping the others")
+                        help="seconds between SIGTERM and SIGKILL when one process failed and "
+                             "the others are stopped")
+    parser.add_argument("--stop-grace-s", type=float, default=300.0,
+                        help="seconds the processes get to save and exit after a SIGINT / "
+                             "SIGTERM forwarded from the launcher, before SIGKILL")
     args = parser.parse_args(argv[:cut])
     command = argv[cut + 1:]
     if not command:
@@ -274,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, command = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         job = Job(command, processes=args.processes, devices_per_process=args.devices_per_process,
-                  port=args.port, grace_s=args.grace_s)
+                  port=args.port, grace_s=args.grace_s,
+                  stop_grace_s=args.stop_grace_s)
     except ValueError as err:
         print(f"[launch.local] {err}", file=sys.stderr)
         return 2

@@ -130,6 +130,31 @@ def test_sigint_is_forwarded_to_every_process(tmp_path):
     assert all(_gone(pid) for pid in _pids("".join(lines)))
 
 
+def test_sigterm_handled_cleanly_by_every_process_exits_zero(tmp_path):
+    """A preemption forwarded to processes that save and exit 0 is not a failure."""
+    script = tmp_path / "saver.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, sys, time
+        def stop(signum, frame):
+            time.sleep(0.5)  # "saving a checkpoint"
+            print("SAVED", flush=True)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        print("PID", os.getpid(), flush=True)
+        time.sleep(600)
+    """))
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "launch.local", "-n", "2", "--", sys.executable, str(script)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    while len([ln for ln in lines if " PID " in ln]) < 2:
+        lines.append(launcher.stdout.readline())
+    launcher.send_signal(signal.SIGTERM)
+    rest, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 0, err
+    assert rest.count("SAVED") == 2 and "every process exited cleanly" in err
+
+
 def test_output_is_prefixed_line_by_line_and_status_passed_on(tmp_path):
     script = tmp_path / "talker.py"
     script.write_text(textwrap.dedent("""
