@@ -20,6 +20,7 @@ rest before the geometry); `data_mix.degradations.degrade` makes the restoration
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -107,12 +108,14 @@ def build_semantic(record: Record, rng: np.random.Generator, *, subset_prob: flo
 
 def build_instance(record: Record, rng: np.random.Generator, *, background_prob: float = 0.3,
                    palette_size: int = 24, min_pixels: int = 4,
-                   fixed_colors: bool = False) -> Example:
+                   fixed_colors: bool = False, vocabulary: Sequence[str] = ()) -> Example:
     """Instance segmentation of one class: each instance its own random palette color.
 
     The class is drawn among those with an instance visible (masks under `min_pixels` pixels,
     e.g. cut by a crop, do not count); if a crop left none, a class of `instance_classes` is
-    named with an all-background target (nothing to segment is a valid answer).
+    named with an all-background target (nothing to segment is a valid answer). A record
+    without any instance (a scene whose objects are all hidden, a street with nobody in it)
+    names a class of `vocabulary` the same way; with an empty vocabulary it is an error.
     fixed_colors: instead of random colors, the instances take the first colors of
     `semantic.palette(palette_size)` from left to right (by mask centroid column): a rule a
     tiny CPU demo model can learn in minutes, where "the model picks" a random one.
@@ -122,10 +125,12 @@ def build_instance(record: Record, rng: np.random.Generator, *, background_prob:
     names = list(_field(record, "instance_classes"))
     if len(names) != len(masks):
         raise ValueError(f"record {_rid(record)}: {len(masks)} instance masks but {len(names)} instance_classes")
-    if not names:
-        raise ValueError(f"record {_rid(record)} has no instances; the instance builder needs at least one")
+    if not names and not vocabulary:
+        raise ValueError(f"record {_rid(record)} has no instances; give the instance builder a "
+                         f"`vocabulary` of class names to ask for in that case")
     visible = masks.sum((1, 2)) >= min_pixels
-    pool = sorted({n for n, v in zip(names, visible) if v}) or sorted(set(names))
+    pool = (sorted({n for n, v in zip(names, visible) if v}) or sorted(set(names))
+            or sorted(set(vocabulary)))
     cls = str(pool[int(rng.integers(len(pool)))])
     chosen = masks[[i for i, (n, v) in enumerate(zip(names, visible)) if n == cls and v]].reshape(-1, *masks.shape[1:])
     codec = tasks.get("instance")

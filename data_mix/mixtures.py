@@ -26,11 +26,19 @@ from typing import Callable
 import ml_collections
 
 from data_mix import mixture
+from data_mix.sources.cityscapes import INSTANCE_CLASSES
+from data_mix.synthetic.scene import KINDS
 
 _SCENES = "data_mix.synthetic:SyntheticScenes"
 _T2I = "data_mix.synthetic:SyntheticTextToImage"
 _EDITS = "data_mix.synthetic:SyntheticEdits"
 _CITYSCAPES = "data_mix.sources.cityscapes:CityscapesSource"
+
+def _scene_builder(task: str) -> dict:
+    """Builder options every synthetic-scene source needs: a scene whose objects are all
+    hidden still makes an instance example, asking for a primitive kind (empty answer)."""
+    return {"vocabulary": list(KINDS)} if task == "instance" else {}
+
 
 # Perception share of the synthetic mixtures, by task (sums to 0.20).
 _PERCEPTION = {"depth": 0.04, "normals": 0.04, "semantic": 0.04, "instance": 0.03,
@@ -48,7 +56,8 @@ def synthetic_demo(resolution: int = 256, num_records: int = 10_000, seed: int =
     for task, weight in _PERCEPTION.items():
         crop = None if task == "referring" else (0.4, 1.0)
         c.sources[f"scenes_{task}"] = mixture.source_config(_SCENES, task, weight, kwargs=scene,
-                                                            crop_scale=crop, flip_prob=0.5)
+                                                            crop_scale=crop, flip_prob=0.5,
+                                                            builder=_scene_builder(task))
     return c
 
 
@@ -98,8 +107,9 @@ def synthetic_perception_demo(resolution: int = 32, num_records: int = 5000, see
                                             kwargs=scene)
     each = (1.0 - generation_share) / len(DEMO_BUILDERS)
     for task, options in DEMO_BUILDERS.items():
-        c.sources[f"scenes_{task}"] = mixture.source_config(_SCENES, task, each, kwargs=scene,
-                                                            flip_prob=0.5, builder=dict(options))
+        c.sources[f"scenes_{task}"] = mixture.source_config(
+            _SCENES, task, each, kwargs=scene, flip_prob=0.5,
+            builder={**_scene_builder(task), **options})
     return c
 
 
@@ -116,8 +126,10 @@ def cityscapes_mix(root: str, resolution: int = 512, seed: int = 0) -> ml_collec
     c.sources.cityscapes_semantic = mixture.source_config(
         _CITYSCAPES, "semantic", 0.12, kwargs={**city, "with_instances": False},
         crop_scale=(0.25, 1.0), flip_prob=0.5)
-    c.sources.cityscapes_instance = mixture.source_config(_CITYSCAPES, "instance", 0.08, kwargs=city,
-                                                          crop_scale=(0.25, 1.0), flip_prob=0.5)
+    # A street without any of the 8 instance classes asks for one of them (empty answer).
+    c.sources.cityscapes_instance = mixture.source_config(
+        _CITYSCAPES, "instance", 0.08, kwargs=city, crop_scale=(0.25, 1.0), flip_prob=0.5,
+        builder={"vocabulary": list(INSTANCE_CLASSES)})
     return c
 
 

@@ -67,6 +67,19 @@ def test_instance_target_has_one_color_per_instance(scenes):
         assert (np.any(ex["target"][union] != spec["background"], axis=-1)).all()
 
 
+def test_instance_record_without_instances_asks_for_a_vocabulary_class(scenes):
+    """Seed 1 of the demo mixture drew a scene whose objects were all hidden (a real failure)."""
+    rec = dict(scenes[0])
+    rec["instance_masks"] = np.zeros((0, *SIZE), bool)
+    rec["instance_classes"] = []
+    with pytest.raises(ValueError, match="no instances.*vocabulary"):
+        builders.build("instance", rec, np.random.default_rng(0))
+    ex = builders.build("instance", rec, np.random.default_rng(0), vocabulary=["box", "cone"])
+    assert ex["meta"]["spec"]["target"] in ("box", "cone")
+    assert ex["meta"]["spec"]["instance_colors"] == []
+    assert (ex["target"] == ex["meta"]["spec"]["background"]).all()
+
+
 def test_referring_target_decodes_to_the_named_masks(scenes):
     codec = tasks.get("referring")
     for i, rec in enumerate(scenes):
