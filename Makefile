@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml $(BASE)
 
 install: $(STAMP)
 
+# loadfile: a test file runs on one worker, so its module-scoped fixtures (trained runs,
+# converted checkpoints, multi-process jobs) are built once, not once per worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 demo: $(BASE)
 	$(BIN)/python -m vision_banana.demo --out demo_out
