@@ -8,10 +8,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from vision_banana import optim, predict, sharding, train
-from vision_banana.configs import base, flux_dev, flux_kontext, small, tiny
+from vision_banana.configs import base, demo, flux_dev, flux_kontext, flux_schnell, small, tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-VARIANTS = {"tiny": tiny, "small": small, "flux_dev": flux_dev, "flux_kontext": flux_kontext}
+VARIANTS = {"tiny": tiny, "small": small, "flux_dev": flux_dev, "flux_kontext": flux_kontext,
+            "flux_schnell": flux_schnell, "demo": demo}
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -10,6 +10,12 @@ removed when the next manager opens the directory.
 
 The `step` of the train state is not stored: it is the checkpoint's step number.
 `Predictor` restores only `params` or `ema` (plus `model_state`), never the optimizer.
+
+Runs started from pretrained weights (`Checkpointer(init_from=...)`) do not write the frozen
+pretrained parameters of `model_state` (T5, CLIP, VAE; LoRA base weights): `model_state` holds
+the rest, and a `frozen` JSON item records the source (`vision_banana.init_from.frozen_record`).
+`restore` reads those parameters back from that source, into the requested shardings, so a
+restored `model_state` is complete either way.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import pathlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +35,7 @@ from etils import epath
 
 STATE_ITEMS = ("params", "opt_state", "ema", "model_state")
 DATA_ITEM = "data"
+FROZEN_ITEM = "frozen"  # JSON: where the omitted frozen weights of model_state come from
 
 
 def _encode_data_state(state: Any) -> str:
@@ -44,22 +53,90 @@ def _decode_data_state(text: str) -> Any:
     return state
 
 
+# Per-process counters of an iterator state (`data_mix.iterator.MixtureIterator.get_state`):
+# each process counts the records it read itself. Every other key describes the global
+# position (next global batch / example, seed) and is the same on every process.
+PER_PROCESS_COUNTERS = ("records_read", "bad_records")
+_STATE_FILE = re.compile(r"process_(\d+)-of-(\d+)\.json")
+
+
+def _state_name(index: int, count: int) -> str:
+    return f"process_{index}-of-{count}.json"
+
+
+def reshard_data_states(states: list[Any], process_index: int, process_count: int,
+                        where: str = "") -> Any:
+    """This process's iterator state, derived from the states of a job of another size.
+
+    Args:
+      states: the saved states of processes 0..n-1 of the writing job, in order (JSON dicts).
+      process_index, process_count: this process in the restoring job.
+      where: the checkpoint folder, for error messages.
+    Returns:
+      The common global position (every key but the per-process counters, which must agree
+      across `states`) with each counter of `PER_PROCESS_COUNTERS` summed over the old
+      processes and split as evenly as integers allow (remainder to the lowest indices), so
+      the new processes' counters add up to the old total.
+    Raises:
+      ValueError: a state is not a dict (a grain DataLoader state in bytes cannot be
+        re-sliced), or the old processes disagree on a global key (naming it).
+    """
+    if not all(isinstance(s, dict) for s in states):
+        kinds = sorted({type(s).__name__ for s in states})
+        raise ValueError(f"{where}: data iterator states of type {kinds} cannot be restored with "
+                         f"a different process count ({len(states)} -> {process_count}); only "
+                         f"JSON dict states (data_mix MixtureIterator) can")
+    merged = {k: v for k, v in states[0].items() if k not in PER_PROCESS_COUNTERS}
+    for i, s in enumerate(states[1:], 1):
+        for key in sorted(set(merged) | (set(s) - set(PER_PROCESS_COUNTERS))):
+            if s.get(key) != merged.get(key):
+                raise ValueError(
+                    f"{where}: {_state_name(i, len(states))} has {key}={s.get(key)!r} but "
+                    f"{_state_name(0, len(states))} has {merged.get(key)!r}; the processes of one "
+                    f"job must agree on the global data position")
+    for key in PER_PROCESS_COUNTERS:
+        if any(key in s for s in states):
+            total = sum(int(s.get(key, 0)) for s in states)
+            share, rest = divmod(total, process_count)
+            merged[key] = share + (1 if process_index < rest else 0)
+    return merged
+
+
 class DataStateHandler:
-    """Orbax handler for data iterator states: one JSON file per process."""
+    """Orbax handler for data iterator states: one JSON file per process.
+
+    A job restoring with the process count that wrote the checkpoint reads its own file. A job
+    of another size (e.g. 2 hosts -> 1, or 1 -> 2) derives each process's state from all the
+    written files with `reshard_data_states`: the position is global (data_mix samples on
+    global example indices), so any process count continues at the same next global example.
+    """
 
     def save(self, directory: epath.Path, args: "DataStateSave") -> None:
-        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        name = _state_name(jax.process_index(), jax.process_count())
         (directory / name).write_text(_encode_data_state(args.state))
 
     def restore(self, directory: epath.Path, args: "DataStateRestore | None" = None) -> Any:
-        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-        path = directory / name
-        if not path.exists():
-            found = sorted(p.name for p in directory.iterdir())
+        del args
+        index, count = jax.process_index(), jax.process_count()
+        own = directory / _state_name(index, count)
+        if own.exists():
+            return _decode_data_state(own.read_text())
+        written: dict[int, dict[int, epath.Path]] = {}  # writer count -> {index: file}
+        for path in directory.iterdir():
+            if m := _STATE_FILE.fullmatch(path.name):
+                written.setdefault(int(m.group(2)), {})[int(m.group(1))] = path
+        found = sorted(p.name for p in directory.iterdir())
+        complete = [n for n, files in written.items() if sorted(files) == list(range(n))]
+        if len(complete) != 1:
             raise FileNotFoundError(
-                f"{path}: no data iterator state for this process (found {found}); was the "
-                f"checkpoint written with a different process count?")
-        return _decode_data_state(path.read_text())
+                f"{own}: no data iterator state for process {index} of {count}, and no complete "
+                f"set process_0..N-1-of-N.json to derive it from (found {found})")
+        files = written[complete[0]]
+        states = [_decode_data_state(files[i].read_text()) for i in range(complete[0])]
+        logging.info("data iterator state: derived process %d of %d from the %d state(s) "
+                     "written by a %d-process job in %s", index, count, len(states),
+                     complete[0], directory)
+        return reshard_data_states(states, index, count, where=str(directory))
 
     def structure(self, directory: epath.Path) -> None:
         del directory
@@ -104,10 +181,15 @@ class Checkpointer:
         train loop continues meanwhile; `save` still returns only once the state has been
         copied, so the next step may donate the buffers).
       read_only: never write (the Predictor's mode).
+      init_from: the pretrained checkpoint the run started from ("" = none): saves omit the
+        frozen pretrained params of `model_state`; restores re-import them from the path each
+        checkpoint recorded, or from this one when the checkpoint moved there.
     """
 
     def __init__(self, workdir: str | pathlib.Path, *, keep: int | None = 3,
-                 async_save: bool = True, read_only: bool = False):
+                 async_save: bool = True, read_only: bool = False, init_from: str = ""):
+        self.init_from = str(init_from or "")
+        self._frozen_record: dict | None = None  # the same for every save of a run
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=not read_only, read_only=read_only,
@@ -122,9 +204,20 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Mapping[str, Any], data_state: Any = None) -> None:
-        """Save the train state parts (and the data iterator state, if given) as `step`."""
-        items = {k: ocp.args.StandardSave(state[k]) for k in STATE_ITEMS
-                 if k in state and _has_arrays(state[k])}
+        """Save the train state parts (and the data iterator state, if given) as `step`.
+
+        With `init_from`, `model_state` is written without its frozen pretrained params.
+        """
+        parts = {k: state[k] for k in STATE_ITEMS if k in state}
+        items = {}
+        if self.init_from and parts.get("model_state") is not None:
+            from vision_banana import init_from
+
+            frozen, parts["model_state"] = init_from.split_pretrained(parts["model_state"])
+            if self._frozen_record is None:
+                self._frozen_record = init_from.frozen_record(self.init_from, frozen)
+            items[FROZEN_ITEM] = ocp.args.JsonSave(self._frozen_record)
+        items.update({k: ocp.args.StandardSave(v) for k, v in parts.items() if _has_arrays(v)})
         if data_state is not None:
             items[DATA_ITEM] = DataStateSave(data_state)
         self._manager.save(int(step), args=ocp.args.Composite(**items), force=True)
@@ -142,13 +235,28 @@ class Checkpointer:
             arrays).
           with_data: also return the data iterator state (None when it is not wanted).
         Returns:
-          ({part: restored tree}, data iterator state or None).
+          ({part: restored tree}, data iterator state or None). A `model_state` saved without
+          its frozen pretrained params comes back complete: those are re-imported from the
+          recorded `init_from` (FileNotFoundError naming it when it is gone).
         """
         if step not in self._manager.all_steps():
             raise FileNotFoundError(
                 f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}")
         names = list(items) if items is not None else [
             k for k in STATE_ITEMS if k in abstract_state and _has_arrays(abstract_state[k])]
+        abstract_state = dict(abstract_state)
+        frozen_abstract, source = None, None
+        record = self._read_frozen_record(step) if "model_state" in names else None
+        if record is not None:
+            from vision_banana import init_from
+
+            # Check the source before reading anything large: fail fast when it is gone.
+            source = init_from.check_source(record, str(self.directory / str(step)),
+                                            moved_to=self.init_from)
+            frozen_abstract, abstract_state["model_state"] = init_from.split_pretrained(
+                abstract_state["model_state"])
+            if not _has_arrays(abstract_state["model_state"]):
+                names.remove("model_state")  # nothing else was written
         args = {k: ocp.args.StandardRestore(abstract_state[k]) for k in names}
         if with_data:
             args[DATA_ITEM] = DataStateRestore()
@@ -162,7 +270,19 @@ class Checkpointer:
         for k in STATE_ITEMS:  # parts with no arrays were not written; give them back as is
             if k in abstract_state and k not in parts and not _has_arrays(abstract_state[k]):
                 parts[k] = abstract_state[k]
+        if frozen_abstract is not None:
+            frozen = init_from.reimport(source, frozen_abstract, progress=jax.process_index() == 0)
+            parts["model_state"] = init_from.merge(frozen, parts["model_state"])
         return parts, (restored[DATA_ITEM] if with_data else None)
+
+    def _read_frozen_record(self, step: int) -> dict | None:
+        """The `frozen` item of `step` (see `vision_banana.init_from.frozen_record`), or None
+        when the checkpoint holds its whole model_state."""
+        if not (self.directory / str(step) / FROZEN_ITEM).exists():
+            return None
+        restored = self._manager.restore(int(step), args=ocp.args.Composite(
+            **{FROZEN_ITEM: ocp.args.JsonRestore()}))
+        return dict(restored[FROZEN_ITEM])
 
     def wait(self) -> None:
         """Block until pending asynchronous saves are on disk."""

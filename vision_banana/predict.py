@@ -25,7 +25,7 @@ import pathlib
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -148,6 +148,55 @@ def make_sample_fn(graphdef, rules, flow_config, *, num_steps: int, guidance: fl
     return jax.jit(fn, compiler_options=compiler_options or None)
 
 
+class Restored(NamedTuple):
+    """A trained generator restored from a workdir (`restore`); `nnx.merge(graphdef, params,
+    model_state)` is the Generator."""
+
+    config: ml_collections.ConfigDict
+    graphdef: Any
+    params: Any
+    model_state: Any
+    tokenizer: Any
+    mesh: jax.sharding.Mesh
+    step: int
+
+
+def restore(workdir: str | pathlib.Path, step: int | None = None, *, use_ema: bool = True,
+            mesh: jax.sharding.Mesh | None = None) -> Restored:
+    """The generator of a training run: `<workdir>/config.json` and a checkpoint (latest unless
+    `step`), sharded on `mesh` (default: `sharding.make_mesh(config)`).
+
+    use_ema: the EMA weights (an error if the run kept none) or the raw ones. A run started from
+    pretrained weights gets its frozen parts re-imported from its `init_from`
+    (`checkpoint.Checkpointer.restore`). The optimizer state is not read.
+    """
+    workdir = pathlib.Path(workdir)
+    config = load_config(workdir)
+    if use_ema and float(config.optim.ema_decay) <= 0:
+        raise ValueError(f"{workdir}: the run kept no EMA (optim.ema_decay=0); pass "
+                         f"use_ema=False")
+    # init_from: where frozen pretrained weights the checkpoint omits may be re-imported from.
+    ckpt = checkpoint.Checkpointer(workdir, read_only=True,
+                                   init_from=str(config.get("init_from") or ""))
+    try:
+        step = ckpt.latest_step() if step is None else int(step)
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {ckpt.directory}")
+        mesh = sharding.make_mesh(config) if mesh is None else mesh
+        rules = sharding.rules_from_config(config)
+        graphdef, params, model_state, tokenizer = abstract_model(config)
+        abstract = {"params": params, "model_state": model_state}
+        abstract = sharding.abstract_with_shardings(
+            abstract, sharding.tree_shardings(abstract, mesh, rules))
+        item = "ema" if use_ema else "params"
+        parts, _ = ckpt.restore(step, {item: abstract["params"],
+                                       "model_state": abstract["model_state"]},
+                                with_data=False)
+    finally:
+        ckpt.close()
+    return Restored(config, graphdef, parts[item], parts["model_state"], tokenizer, mesh, step)
+
+
 # ---------------------------------------------------------------------------------- ensembling
 
 
@@ -228,30 +277,11 @@ class Predictor:
 
         use_ema: restore the EMA weights (an error if the run kept none) or the raw ones.
         """
-        workdir = pathlib.Path(workdir)
-        config = load_config(workdir)
-        ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-        step = ckpt.latest_step() if step is None else int(step)
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint under {ckpt.directory}")
-        if use_ema and float(config.optim.ema_decay) <= 0:
-            raise ValueError(f"{workdir}: the run kept no EMA (optim.ema_decay=0); pass "
-                             f"use_ema=False")
         mesh = kwargs.pop("mesh", None)
-        mesh = sharding.make_mesh(config) if mesh is None else mesh
-        rules = sharding.rules_from_config(config)
-        graphdef, params, model_state, tokenizer = abstract_model(config)
-        abstract = {"params": params, "model_state": model_state}
-        abstract = sharding.abstract_with_shardings(
-            abstract, sharding.tree_shardings(abstract, mesh, rules))
-        item = "ema" if use_ema else "params"
-        parts, _ = ckpt.restore(step, {item: abstract["params"],
-                                       "model_state": abstract["model_state"]},
-                                with_data=False)
-        ckpt.close()
-        predictor = cls(config, graphdef, parts[item], parts["model_state"], tokenizer,
-                        mesh=mesh, **kwargs)
-        predictor.step = step
+        r = restore(workdir, step, use_ema=use_ema, mesh=mesh)
+        predictor = cls(r.config, r.graphdef, r.params, r.model_state, r.tokenizer,
+                        mesh=r.mesh, **kwargs)
+        predictor.step = r.step
         return predictor
 
     def _padded_size(self, m: int) -> int:

@@ -13,6 +13,10 @@ iterator position) is restored automatically; a restarted run continues bit-iden
 same hardware. A non-finite loss or gradient norm stops the run with `TrainingDiverged`
 naming the step; no state is saved after it, so the last good checkpoint stays the latest.
 
+Pretrained start (`config.init_from`): a fresh run imports the checkpoint's weights into its
+sharded state (vision_banana.init_from); its checkpoints omit the frozen pretrained weights,
+which a resume re-imports from `init_from`.
+
 Outputs under the workdir: config.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/,
 samples/ (PNG grids). Only process 0 writes logs; every process takes part in checkpoints.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +37,8 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from vision_banana import checkpoint, evaluators, metrics_io, optim, predict, sharding
+from vision_banana import (checkpoint, evaluators, init_from, metrics_io, optim, predict,
+                           preemption, sharding)
 
 State = dict[str, Any]
 
@@ -253,15 +259,27 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
     tx = optim.make_optimizer(config.optim, decay_steps)
     schedule = optim.make_schedule(config.optim, decay_steps)
     graphdef, abstract, shardings, tokenizer = abstract_state(config, tx, mesh, rules)
+    pretrained = str(config.get("init_from") or "")
+    # With a pretrained start, checkpoints omit the frozen pretrained weights (re-imported
+    # from `init_from` on restore; see vision_banana.init_from).
     ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints,
-                                   async_save=bool(config.train.async_checkpoint))
+                                   async_save=bool(config.train.async_checkpoint),
+                                   init_from=pretrained)
+    if is_main:
+        logging.info("train state, bytes per device:\n%s",
+                     init_from.memory_report(abstract, shardings))
     data = make_data_iterator(config, tokenizer)
     start = ckpt.latest_step()
     with sharding.activate(mesh, sharding.activation_rules(rules)):
         if start is None:
             start = 0
-            state = jax.jit(make_init_fn(config, tx), out_shardings=shardings,
-                            compiler_options=predict.xla_options(config) or None)()
+            if pretrained:  # only when starting fresh: on resume the checkpoint wins
+                state = init_from.fresh_state(pretrained, make_init_fn(config, tx), abstract,
+                                              shardings, progress=is_main,
+                                              compiler_options=predict.xla_options(config) or None)
+            else:
+                state = jax.jit(make_init_fn(config, tx), out_shardings=shardings,
+                                compiler_options=predict.xla_options(config) or None)()
         else:
             logging.info("resuming from %s step %d", ckpt.directory, start)
             parts, data_state = ckpt.restore(start, sharding.abstract_with_shardings(
@@ -285,7 +303,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
     log_every, ckpt_every = int(config.train.log_every), int(config.train.checkpoint_every)
     bar = tqdm(total=total, initial=start, desc="train", disable=not is_main, unit="step")
     t_log, steps_since_log, data_wait = time.perf_counter(), 0, 0.0
+    # SIGTERM / SIGINT: every process stops at the same step, after saving it (preemption.py).
+    watcher, stopped_at = preemption.Watcher(sync_every=log_every), None
     try:
+        watcher.install()
         for step in range(start, total):
             t_data = time.perf_counter()
             local = _contract(next(data))
@@ -296,7 +317,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
             buffer.add(step, metrics)
             done, steps_since_log = step + 1, steps_since_log + 1
             bar.update(1)
-            if done % log_every == 0 or done == total:
+            stop = watcher.should_stop() and done < total  # every process, every step
+            if done % log_every == 0 or done == total or stop:
                 scalars = buffer.drain(last_good)
                 elapsed = time.perf_counter() - t_log
                 # Wall time per step: the step, host input and logging; saving and evaluation
@@ -308,7 +330,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
                 bar.set_postfix(loss=f"{scalars['loss']:.4f}")
                 t_log, steps_since_log, data_wait = time.perf_counter(), 0, 0.0
             t_pause = time.perf_counter()
-            if done % ckpt_every == 0 or done == total:
+            if done % ckpt_every == 0 or done == total or stop:
                 buffer.check(last_good)  # every step up to here must be finite to save
                 if not bool(finite(state)):
                     raise TrainingDiverged(
@@ -318,15 +340,23 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
                 ckpt.save(done, state, data.get_state())
                 writer.write_scalars(done, {"checkpoint_s": time.perf_counter() - t_pause})
                 last_good = done
+            if stop:
+                stopped_at = done
+                logging.info("stopping at step %d (%s); checkpoint saved in %s", done,
+                             watcher.reason, ckpt.directory)
+                break
             hooks.maybe_run(done, state, final=done == total)
             t_log += time.perf_counter() - t_pause  # step_time_s excludes saving and evals
         ckpt.wait()
     finally:
+        watcher.uninstall()
         bar.close()
         ckpt.close()
         writer.close()
         if hasattr(data, "close"):
             data.close()
+    if stopped_at is not None:
+        raise preemption.Preempted(stopped_at, watcher.reason)
     return state
 
 
@@ -342,7 +372,13 @@ def main(argv):
     # Before any other JAX call: joins the job when launched on a pod, a SLURM or GKE cluster,
     # or by `python -m launch.local`; a no-op for a plain single-process run.
     distributed.initialize()
-    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    try:
+        train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    except preemption.Preempted as stop:
+        # The checkpoint is complete (saves finish before train_and_evaluate returns or
+        # raises); a restart resumes from it. The exit status tells schedulers what happened.
+        logging.warning("%s; exiting with status %d", stop, flags.FLAGS.preempted_exit_code)
+        sys.exit(flags.FLAGS.preempted_exit_code)
 
 
 def _define_flags():
@@ -352,6 +388,9 @@ def _define_flags():
     config_flags.DEFINE_config_file("config", None, "Python config file (get_config)",
                                     lock_config=True)
     flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, samples)")
+    flags.DEFINE_integer("preempted_exit_code", 0,
+                         "exit status after a SIGTERM / SIGINT stop with a checkpoint (e.g. 75 "
+                         "= EX_TEMPFAIL, for schedulers that restart only failed jobs)")
     flags.mark_flags_as_required(["config", "workdir"])
 
 

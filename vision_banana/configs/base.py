@@ -8,7 +8,9 @@ naming it. Sections:
 
   seed           model init and per-step PRNG (fold_in(seed, step))
   tasks          task names; batch["task_id"] indexes this list (per-task loss logging)
-  model          the generator (`vision_banana.models.*_model_config()`)
+  model          the generator (`vision_banana.models.*_model_config()`); `model.lora`: low-rank
+                 adapters (`vision_banana.lora.lora_config`: rank, alpha, patterns; rank 0 =
+                 off); train only them with `train.trainable = lora.TRAINABLE_PATTERN`
   flow           objective and sampler knobs (`vision_banana.flow.flow_config()`)
   data           the data mixture (`data_mix.mixture.default_config()` + sources)
   train          steps, batch, logging / checkpoint cadence, trainable-parameter regex
@@ -17,8 +19,10 @@ naming it. Sections:
   sharding.rules logical axis name -> mesh axes (None = replicated); see vision_banana.sharding
   evaluators     {name: {every, at_end, split, ...}} run periodically (vision_banana.evaluators)
   predict        sampler settings of `Predictor` and of the evaluators
-  init_from      path of a pretrained checkpoint to start from ("" = random init); the
-                 public-weight import (vision_banana.convert) reads it
+  init_from      path of a pretrained checkpoint to start from ("" = random init): a fresh
+                 run imports its weights (`vision_banana.convert`, any path `convert.discover`
+                 accepts); checkpoints then omit the frozen pretrained weights and a resume
+                 re-imports them from here (vision_banana.init_from), so it must stay readable
 """
 
 from __future__ import annotations
@@ -71,6 +75,22 @@ def mixture_data(name: str, resolution: int, **kwargs) -> ml_collections.ConfigD
     return mixtures.get(name, resolution=int(resolution), **kwargs)
 
 
+def with_lora(model: ml_collections.ConfigDict, rank: int = 0,
+              alpha: float | None = None) -> ml_collections.ConfigDict:
+    """`model` with a `lora` section (`vision_banana.lora.lora_config`, default patterns).
+
+    rank 0 = off. alpha defaults to the rank (update scale alpha / rank = 1), and to 16 when
+    the rank is 0, so that `--config.model.lora.rank=16` alone also gives scale 1. Variants
+    that replace `config.model` call this so `model.lora` stays overridable.
+    """
+    from vision_banana import lora
+
+    if alpha is None:
+        alpha = rank if rank > 0 else 16
+    model.lora = lora.lora_config(rank=int(rank), alpha=float(alpha))
+    return model
+
+
 def make() -> ml_collections.ConfigDict:
     """The unlocked base config (variants edit it, then lock)."""
     from vision_banana import flow
@@ -80,6 +100,9 @@ def make() -> ml_collections.ConfigDict:
     c.seed = 0
     c.tasks = TASKS
     c.model = tiny_model_config()
+    # Present (rank 0 = off) so a locked config takes `--config.model.lora.rank=16`; variants
+    # that replace `c.model` re-add it with `with_lora`.
+    c.model = with_lora(c.model)
     c.flow = flow.flow_config()
     c.data = mixture_data("synthetic_demo", 32)
 

@@ -16,7 +16,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     from vision_banana.models import small_model_config
 
     c = base.make()
-    c.model = small_model_config()
+    c.model = base.with_lora(small_model_config())
     c.data = base.mixture_data(opts.mixture, opts.res)
     c.train.steps = opts.steps
     c.train.global_batch_size = opts.batch
