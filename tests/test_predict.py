@@ -111,3 +111,23 @@ def test_cli_writes_png(workdir, tmp_path, predictor):
     written = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(written, predictor(image[None], ["generate a surface normal map"],
                                                      seeds=[3])[0])
+
+
+@pytest.mark.slow
+def test_cli_resizes_the_input_and_saves_the_decoded_map(workdir, tmp_path, predictor):
+    """A 30x22 photo (not a multiple of the patch size) goes in; depth in metres comes out at
+    the photo's size, equal to decoding the written PNG and resizing it."""
+    src, out = tmp_path / "photo.png", tmp_path / "depth.png"
+    photo = np.random.default_rng(5).integers(0, 256, (30, 22, 3), dtype=np.uint8)
+    cv2.imwrite(str(src), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    prompt = "generate a metric depth map of this image"
+    predict.main(["--workdir", str(workdir), "--image", str(src), "--prompt", prompt,
+                  "--out", str(out), "--task", "depth", "--mode", "onestep"])
+    written = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert written.shape == (16, 16, 3)  # the run's resolution
+    depth = np.load(tmp_path / "depth.npy")
+    assert depth.shape == (30, 22) and depth.dtype == np.float32
+    import tasks
+
+    expected = predict._back_to(tasks.get("depth").decode(written), (30, 22), "depth")
+    np.testing.assert_array_equal(depth, expected)

@@ -15,6 +15,7 @@ Also defines how a generator is built from a config and split into trainable par
 the rest (`build_model`), which the trainer shares.
 
 CLI: python -m vision_banana.predict --workdir W --image in.png --prompt "..." --out out.png
+     [--task depth]  (also decode and save out.npy; `--help` for the sampler options)
 """
 
 from __future__ import annotations
@@ -400,10 +401,52 @@ def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
 # ---------------------------------------------------------------------------------- CLI
 
 
+def _fit_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, 3) resized to the model's (h, w) (area when shrinking, linear otherwise)."""
+    import cv2
+
+    h, w = size
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    shrink = h * w < rgb.shape[0] * rgb.shape[1]
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _back_to(decoded: np.ndarray, size: tuple[int, int], task: str) -> np.ndarray:
+    """A decoded map at the model size brought to the input's (H, W): nearest for labels and
+    masks, linear for depth (infinite sky by nearest), linear + renormalised for normals."""
+    import cv2
+
+    h, w = size
+    arr = np.asarray(decoded)
+    if arr.shape[:2] == (h, w):
+        return arr
+    if task in ("depth", "normals", "restoration"):
+        finite = np.where(np.isfinite(arr), arr, 0).astype(np.float32)
+        out = cv2.resize(finite, (w, h), interpolation=cv2.INTER_LINEAR)
+        if task == "depth":
+            sky = cv2.resize((~np.isfinite(arr)).astype(np.uint8), (w, h),
+                             interpolation=cv2.INTER_NEAREST).astype(bool)
+            return np.where(sky, np.inf, out).astype(np.float32)
+        if task == "normals":
+            norm = np.linalg.norm(out, axis=-1, keepdims=True)
+            return np.where(norm > 0, out / np.maximum(norm, 1e-12), 0).astype(np.float32)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return cv2.resize(arr.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+    return arr  # instance results and the like: kept at the model size
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     import cv2
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="The input is resized to the run's training resolution; the output PNG is "
+               "written at that resolution, and with --task the decoded map is also saved as "
+               "OUT.npy at the input's size (depth: float32 metres, inf = sky; normals: float32 "
+               "(H, W, 3) unit vectors, x right, y up, z toward the camera; semantic / "
+               "referring / binary: int label maps).")
     p.add_argument("--workdir", required=True, help="training run directory")
     p.add_argument("--image", help="input image (PNG/JPEG); omit for text-to-image")
     p.add_argument("--prompt", required=True)
@@ -411,21 +454,50 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--no_ema", action="store_true", help="use the raw weights, not the EMA")
-    p.add_argument("--num_steps", type=int, default=None, help="sampler steps")
+    p.add_argument("--num_steps", type=int, default=None, help="sampler steps (default: config)")
+    p.add_argument("--mode", choices=("euler", "onestep"), default=None,
+                   help="sampler: Euler from noise, or the deterministic one-step perception "
+                        "mode (default: config.predict.mode)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="distilled guidance for guidance-embedded transformers (default: config)")
+    p.add_argument("--task", default=None,
+                   help="also decode with this codec (depth, normals, semantic, referring, "
+                        "binary, restoration, ...) and save OUT.npy; decode arguments are "
+                        "parsed from the prompt")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="with --task: combine this many seeds in decoded space")
     args = p.parse_args(argv)
 
     predictor = Predictor.from_workdir(args.workdir, step=args.step, use_ema=not args.no_ema,
-                                       num_steps=args.num_steps)
-    images = None
+                                       num_steps=args.num_steps, guidance=args.guidance,
+                                       mode=args.mode)
+    size = _resolution(predictor.config)
+    images, input_size = None, size
     if args.image:
         bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
         if bgr is None:
             sys.exit(f"cannot read image {args.image}")
-        images = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+        rgb_in = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        input_size = rgb_in.shape[:2]
+        images = _fit_input(rgb_in, size)[None]
     rgb = predictor(images, [args.prompt], [args.seed])[0]
     if not cv2.imwrite(args.out, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         sys.exit(f"cannot write {args.out}")
     print(f"wrote {args.out} ({rgb.shape[1]}x{rgb.shape[0]}) from step {predictor.step}")
+    if args.task:
+        if args.ensemble > 1:
+            decoded = predictor.predict_decoded(images, [args.prompt], args.task,
+                                                ensemble=args.ensemble, seeds=[args.seed])[0]
+        else:  # the image just written, decoded with the prompt's arguments
+            import tasks
+
+            codec = tasks.get(args.task)
+            decoded = codec.decode(rgb, **codec.parse_prompt(args.prompt))
+        decoded = _back_to(decoded, input_size, args.task)
+        out = str(pathlib.Path(args.out).with_suffix(".npy"))
+        np.save(out, decoded)
+        print(f"wrote {out} ({args.task}, {np.asarray(decoded).dtype} "
+              f"{tuple(np.asarray(decoded).shape)})")
 
 
 if __name__ == "__main__":
