@@ -34,3 +34,14 @@ def real_outputs() -> pathlib.Path:
     if path is None:
         pytest.skip("real Vision Banana outputs not present (set VB_REAL_OUTPUTS)")
     return path
+
+
+@pytest.fixture(scope="session")
+def xla_cache(tmp_path_factory) -> pathlib.Path:
+    """One persistent XLA compilation cache for every xdist worker of the session: the tiny
+    train step compiles once (10-60 s on 2 cores), not once per test module."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if base.name.startswith("popen-gw") else base
+    path = root / "vision_banana_xla_cache"
+    path.mkdir(exist_ok=True)
+    return path

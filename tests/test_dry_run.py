@@ -17,15 +17,6 @@ from vision_banana.configs import tiny
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if base.name.startswith("popen-gw") else base
-    path = root / "vision_banana_xla_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def test_parse_mesh_and_device_count():
     assert dry_run.parse_mesh("data=2, fsdp=4") == {"data": 2, "fsdp": 4}
     assert dry_run.device_count_for({"data": 2, "fsdp": 4, "tensor": 1}, None) == 8
@@ -43,7 +34,7 @@ def test_parse_mesh_and_device_count():
 
 
 @pytest.mark.slow
-def test_dry_run_cli_state_bytes_equal_a_real_sharded_init(tmp_path, cache):
+def test_dry_run_cli_state_bytes_equal_a_real_sharded_init(tmp_path, xla_cache):
     """CLI on fake devices (its own process), then a real init on this process' 8 devices."""
     out_json = tmp_path / "plan.json"
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
@@ -51,7 +42,7 @@ def test_dry_run_cli_state_bytes_equal_a_real_sharded_init(tmp_path, cache):
         [sys.executable, "-m", "vision_banana.dry_run",
          f"--config={REPO}/vision_banana/configs/tiny.py:runlocal=1", "--mesh", "data=2,fsdp=4",
          "--device-memory-gb", "0.001", f"--json={out_json}",
-         f"--config.train.compilation_cache_dir={cache}"],
+         f"--config.train.compilation_cache_dir={xla_cache}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     print(done.stdout)
     # 0.001 GiB (1 MiB) cannot hold the tiny model's state: exit status 3, said plainly.

@@ -13,18 +13,15 @@ from eval.metrics import cityscapes_labels as cl
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, xla_cache):
     from vision_banana import train
     from vision_banana.configs import tiny
 
-    base = tmp_path_factory.getbasetemp()
-    cache = (base.parent if base.name.startswith("popen-gw") else base) / "vision_banana_xla_cache"
-    cache.mkdir(exist_ok=True)  # shared with tests/test_predict.py: one compile per session
     workdir = tmp_path_factory.mktemp("run")
     c = tiny.get_config("runlocal=1")
     c.mesh.num_devices = 1
     c.train.steps = 2
-    c.train.compilation_cache_dir = str(cache)
+    c.train.compilation_cache_dir = str(xla_cache)
     train.train_and_evaluate(c, workdir)
     return workdir
 

@@ -38,16 +38,6 @@ RTOL, ATOL = 1e-5, 1e-6
 # ------------------------------------------------------------------------------ job helpers
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One persistent XLA cache for the module's jobs (shared with the other slow tests)."""
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if base.name.startswith("popen-gw") else base
-    path = root / "vision_banana_xla_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def _train_cmd(workdir, cache_dir, every=EVERY):
     return [sys.executable, "-m", "vision_banana.train",
             f"--config={REPO}/vision_banana/configs/tiny.py:runlocal=1",
@@ -166,21 +156,21 @@ def _compare_losses(name, got, want, steps):
 
 
 @pytest.fixture(scope="module")
-def one(tmp_path_factory, cache):
+def one(tmp_path_factory, xla_cache):
     workdir = tmp_path_factory.mktemp("one") / "run"
-    _launch(1, 8, workdir, cache, workdir.parent / "job.log")
+    _launch(1, 8, workdir, xla_cache, workdir.parent / "job.log")
     return workdir
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory, cache):
+def two(tmp_path_factory, xla_cache):
     workdir = tmp_path_factory.mktemp("two") / "run"
-    _launch(2, 4, workdir, cache, workdir.parent / "job.log", every=STEPS)
+    _launch(2, 4, workdir, xla_cache, workdir.parent / "job.log", every=STEPS)
     return workdir
 
 
 @pytest.fixture(scope="module")
-def one_to_two(one, tmp_path_factory, cache):
+def one_to_two(one, tmp_path_factory, xla_cache):
     """2 x 4 job resuming `one` at 5; SIGTERM to process 1 only once step 6 is logged.
 
     Returns {workdir, output, rc (launcher exit status), stop (the step checkpointed at the
@@ -189,7 +179,7 @@ def one_to_two(one, tmp_path_factory, cache):
     workdir = _copy_checkpoint(one, EVERY, tmp_path_factory.mktemp("one_to_two") / "run")
     log = workdir.parent / "job.log"
     with open(log, "wb") as out:
-        job = subprocess.Popen(_job_cmd(2, 4, _train_cmd(workdir, cache)), cwd=REPO,
+        job = subprocess.Popen(_job_cmd(2, 4, _train_cmd(workdir, xla_cache)), cwd=REPO,
                                env=_env(), stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 400
@@ -213,11 +203,11 @@ def one_to_two(one, tmp_path_factory, cache):
 
 
 @pytest.fixture(scope="module")
-def two_to_one(one_to_two, tmp_path_factory, cache):
+def two_to_one(one_to_two, tmp_path_factory, xla_cache):
     stop = one_to_two["stop"]
     workdir = _copy_checkpoint(one_to_two["workdir"], stop,
                                tmp_path_factory.mktemp("two_to_one") / "run")
-    _launch(1, 8, workdir, cache, workdir.parent / "job.log")
+    _launch(1, 8, workdir, xla_cache, workdir.parent / "job.log")
     return workdir, stop
 
 

@@ -9,15 +9,6 @@ from vision_banana import predict, train
 from vision_banana.configs import tiny
 
 
-@pytest.fixture(scope="session")
-def xla_cache(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if base.name.startswith("popen-gw") else base
-    path = root / "vision_banana_xla_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, xla_cache):
     workdir = tmp_path_factory.mktemp("run")

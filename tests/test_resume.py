@@ -17,17 +17,6 @@ from vision_banana.configs import tiny
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def xla_cache(tmp_path_factory):
-    """One persistent compilation cache for the session (and its xdist workers): the runlocal
-    train step, sampler and loss compile once and load from disk afterwards."""
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if base.name.startswith("popen-gw") else base
-    path = root / "vision_banana_xla_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def _config(cache, steps):
     c = tiny.get_config("runlocal=1")
     c.mesh.num_devices = 1

@@ -12,15 +12,6 @@ from vision_banana.configs import base, tiny
 RULES = base.RULES
 
 
-@pytest.fixture(scope="session")
-def xla_cache(tmp_path_factory):
-    base_dir = tmp_path_factory.getbasetemp()
-    root = base_dir.parent if base_dir.name.startswith("popen-gw") else base_dir
-    path = root / "vision_banana_xla_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def _mesh(data, fsdp, tensor=1, num_devices=-1):
     return sharding.make_mesh(dict(data=data, fsdp=fsdp, tensor=tensor, num_devices=num_devices))
 

@@ -11,17 +11,6 @@ from vision_banana import checkpoint, evaluators, metrics_io, optim, predict, sh
 from vision_banana.configs import tiny
 
 
-@pytest.fixture(scope="session")
-def xla_cache(tmp_path_factory):
-    """One persistent compilation cache for the session (and its xdist workers): the runlocal
-    train step, sampler and loss compile once and load from disk afterwards."""
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if base.name.startswith("popen-gw") else base
-    path = root / "vision_banana_xla_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def runlocal_config(cache, **train_overrides):
     c = tiny.get_config("runlocal=1")
     c.mesh.num_devices = 1
