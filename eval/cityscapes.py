@@ -219,10 +219,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         fmt = cli.per_model(args, "pred_format", model.name)
         cmap_path = cli.per_model(args, "color_map", model.name)
         entry = {"model": model.to_json()}
-        folder = model.path
-        if model.kind == "checkpoint":
-            folder = out / "predictions" / model.name
-            entry["checkpoint"] = predict_folder(args, source, indices, folder)
+        folder = cli.prediction_path(args, model, entry,
+                                  lambda folder: predict_folder(args, source, indices, folder))
+        if model.kind == "checkpoint":  # written by us as labelId PNGs
             fmt, cmap_path = "label", None
         color_map = load_color_map(cmap_path) if cmap_path else official_color_map()
         result, per_image = score_folder(source, indices, folder, fmt=fmt, color_map=color_map,

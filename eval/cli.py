@@ -178,3 +178,15 @@ def run(main: Callable[[Sequence[str] | None], object]) -> None:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+
+
+def prediction_path(args, model, entry: dict, predict) -> pathlib.Path:
+    """Where `model`'s predictions are read from: its own folder, or, for our checkpoint,
+    OUT/predictions/NAME, filled first by `predict(folder)` (whose account of how the
+    predictions were made goes to `entry["checkpoint"]`). Either way the folder is then scored
+    by the same code."""
+    if model.kind != "checkpoint":
+        return model.path
+    folder = args.out / "predictions" / model.name
+    entry["checkpoint"] = predict(folder)
+    return folder

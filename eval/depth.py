@@ -170,10 +170,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     entries, folders, evaluators = {}, {}, {}
     for model in models:
         entries[model.name] = {"model": model.to_json()}
-        folder = model.path
-        if model.kind == "checkpoint":
-            folder = out / "predictions" / model.name
-            entries[model.name]["checkpoint"] = predict_folder(args, source, indices, folder)
+        folder = cli.prediction_path(args, model, entries[model.name],
+                                  lambda folder: predict_folder(args, source, indices, folder))
         folders[model.name] = preds.PredictionFolder(folder, (".npy", ".png"), f"model {model.name!r}")
         alignment = cli.per_model(args, "alignment", model.name)
         evaluators[model.name] = DepthEvaluator(preset_name(args), alignment)

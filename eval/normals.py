@@ -134,10 +134,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     entries, folders, evaluators = {}, {}, {}
     for model in models:
         entries[model.name] = {"model": model.to_json()}
-        folder = model.path
-        if model.kind == "checkpoint":
-            folder = out / "predictions" / model.name
-            entries[model.name]["checkpoint"] = predict_folder(args, source, indices, folder)
+        folder = cli.prediction_path(args, model, entries[model.name],
+                                  lambda folder: predict_folder(args, source, indices, folder))
+        if model.kind == "checkpoint":  # written by us in the Vision Banana axes
             args.convention = {**args.convention, model.name: "vision_banana"}
         folders[model.name] = preds.PredictionFolder(folder, (".npy", ".png"), f"model {model.name!r}")
         evaluators[model.name] = NormalsEvaluator()

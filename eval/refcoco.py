@@ -135,10 +135,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     entries, masks, evaluators = {}, {}, {}
     for model in models:
         entries[model.name] = {"model": model.to_json()}
-        path = model.path
-        if model.kind == "checkpoint":
-            path = out / "predictions" / model.name
-            entries[model.name]["checkpoint"] = predict_folder(args, source, indices, path)
+        path = cli.prediction_path(args, model, entries[model.name],
+                                  lambda folder: predict_folder(args, source, indices, folder))
         masks[model.name] = MaskPredictions(path, f"model {model.name!r}")
         evaluators[model.name] = ReferringEvaluator()
     info = {}

@@ -85,10 +85,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     entries, folders, evaluators = {}, {}, {}
     for model in models:
         entries[model.name] = {"model": model.to_json()}
-        folder = model.path
-        if model.kind == "checkpoint":
-            folder = out / "predictions" / model.name
-            entries[model.name]["checkpoint"] = predict_folder(args, source, indices, folder)
+        folder = cli.prediction_path(args, model, entries[model.name],
+                                  lambda folder: predict_folder(args, source, indices, folder))
         folders[model.name] = preds.PredictionFolder(folder, IMAGE_EXTENSIONS, f"model {model.name!r}")
         evaluators[model.name] = RestorationEvaluator(args.crop)
     index_of = {}
