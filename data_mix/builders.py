@@ -205,11 +205,27 @@ def build_restoration(record: Record, rng: np.random.Generator, *,
                       kinds: tuple[str, ...] = DEGRADATIONS) -> Example:
     """Restoration: the input is the record's image degraded (`degrade`), the target is the
     clean image; the prompt asks for that kind of restoration. Haze uses the record's depth.
-    meta["spec"]: {"kind", "params"} (+ "scale" for super-resolution)."""
+
+    A real pair (a record with `target` and meta["kind"], e.g. `RestorationPairsSource`:
+    Rain100L input / ground truth) is used as it is: input = image, target = target, prompt for
+    its kind; nothing is degraded again.
+    meta["spec"]: {"kind", "params"} (+ "scale" for super-resolution).
+    """
+    codec = tasks.get("restoration")
+    if record.get("target") is not None:
+        kind = (record.get("meta") or {}).get("kind")
+        if kind not in codec.KINDS:
+            raise ValueError(f"record {_rid(record)} is a restoration pair with meta kind "
+                             f"{kind!r}; expected one of {codec.KINDS} (e.g. "
+                             f"RestorationPairsSource(root, kind='derain'))")
+        prompt = codec.render_prompt(rng, kind=kind)
+        example = _example(record, "restoration", prompt, codec.encode(record["target"]),
+                           {"kind": kind, "params": {"source": "real pair"}})
+        example["image"] = _field(record, "image")
+        return example
     clean = _field(record, "image")
     kind = str(kinds[int(rng.integers(len(kinds)))])
     degraded, params = degrade(kind, clean, rng, depth=record.get("depth"))
-    codec = tasks.get("restoration")
     scale = params.get("scale")
     prompt = codec.render_prompt(rng, kind=kind, scale=scale)
     spec = {"kind": kind, "params": params} | ({"scale": scale} if scale else {})

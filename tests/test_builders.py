@@ -214,3 +214,23 @@ def test_same_rng_same_example(scenes):
         b = builders.build(task, scenes[4], np.random.default_rng(9))
         assert a["prompt"] == b["prompt"]
         np.testing.assert_array_equal(a["target"], b["target"])
+
+
+def test_restoration_real_pair_is_used_as_it_is(tmp_path):
+    """A Rain100L-style pair on disk trains as input -> ground truth; nothing degraded again."""
+    import cv2
+
+    from data_mix.sources.paired_folders import RestorationPairsSource
+
+    rng = np.random.default_rng(0)
+    rainy, clean = (rng.integers(0, 256, (12, 16, 3), dtype=np.uint8) for _ in range(2))
+    for sub, image in (("input", rainy), ("target", clean)):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / "rain-001.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    record = RestorationPairsSource(tmp_path, kind="derain")[0]
+    ex = builders.build("restoration", record, np.random.default_rng(1))
+    np.testing.assert_array_equal(ex["image"], rainy)
+    np.testing.assert_array_equal(ex["target"], clean)
+    assert tasks.get("restoration").parse_prompt(ex["prompt"])["kind"] == "derain"
+    with pytest.raises(ValueError, match="restoration pair with meta kind None"):
+        builders.build("restoration", RestorationPairsSource(tmp_path)[0], np.random.default_rng(1))

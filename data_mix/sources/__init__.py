@@ -17,6 +17,8 @@ Every reader is a random-access, deterministic, picklable `Source` (docs/contrac
 | COCOInstancesSource   | COCO JSON via pycocotools                             | instance masks (+ crowd)    |
 | RefCOCOSource         | refs(umd).p + instances.json                          | referring masks             |
 | GenerationSource      | JSONL manifest of prompt / target / image             | generation pairs            |
+| BinaryMaskFolderSource| images/ + masks/ folders (Kvasir-SEG style)           | binary masks                |
+| RestorationPairsSource| input/ + target/ folders (Rain100L style)             | restored images             |
 
 Bad input raises `RecordError` naming the source, record and file; `skip_bad=True` substitutes
 the next good record and marks it (`meta["skipped_bad"]`), see `base.py`. Normals come out in
@@ -33,12 +35,13 @@ from data_mix.sources.generation import GenerationSource
 from data_mix.sources.ibims import IBimsSource
 from data_mix.sources.kitti import KITTIDepthSource
 from data_mix.sources.nyuv2 import NYUv2Source
+from data_mix.sources.paired_folders import BinaryMaskFolderSource, RestorationPairsSource
 from data_mix.sources.refcoco import RefCOCOSource
 from data_mix.sources.scannet import ScanNetSource
 from data_mix.sources.vkitti2 import VKITTI2Source
 
 __all__ = [
-    "CityscapesSource", "COCOInstancesSource", "DIODESource", "DSINENormalsSource", "ETH3DSource",
+    "BinaryMaskFolderSource", "RestorationPairsSource", "CityscapesSource", "COCOInstancesSource", "DIODESource", "DSINENormalsSource", "ETH3DSource",
     "GenerationSource", "IBimsSource", "KITTIDepthSource", "NYUv2Source", "RecordError",
     "RefCOCOSource", "ScanNetSource", "Source", "VKITTI2Source",
 ]
