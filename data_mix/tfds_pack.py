@@ -32,6 +32,7 @@ Feature encoding per record key:
 | normals          | Tensor float32 (H, W, 3), raw bytes                        |
 | semantic         | Tensor int32 (H, W), zlib                                  |
 | instance_masks   | Tensor bool (N, H, W), zlib                                |
+| mask             | Tensor bool (H, W), zlib (binary-mask datasets)            |
 | referring_masks  | Tensor bool (N, H, W), zlib (the `mask` of each `referring` entry) |
 | classes, instance_classes, referring (without masks), meta | Text, JSON |
 | caption, prompt  | Text                                                       |
@@ -59,6 +60,7 @@ _ARRAY_KEYS = {  # key: (dtype, rank, encoding)
     "normals": (np.float32, 3, "bytes"),
     "semantic": (np.int32, 2, "zlib"),
     "instance_masks": (np.bool_, 3, "zlib"),
+    "mask": (np.bool_, 2, "zlib"),
 }
 _JSON_KEYS = ("classes", "instance_classes", "meta")
 _TEXT_KEYS = ("caption", "prompt")

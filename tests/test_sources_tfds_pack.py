@@ -54,6 +54,25 @@ def test_referring_and_records_with_absent_keys(tmp_path):
     round_trip(kitti, tmp_path / "packs", "kitti")               # record 2 has no depth
 
 
+def test_binary_mask_and_restoration_folders_round_trip(tmp_path):
+    import cv2
+
+    from data_mix.sources import BinaryMaskFolderSource, RestorationPairsSource
+
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks", "input", "target"):
+        (tmp_path / "ds" / sub).mkdir(parents=True)
+    for k in range(3):
+        image = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+        mask = (rng.random((9, 11)) > 0.5).astype(np.uint8) * 255
+        cv2.imwrite(str(tmp_path / "ds" / "images" / f"case{k}.png"), image)
+        cv2.imwrite(str(tmp_path / "ds" / "masks" / f"case{k}.png"), mask)
+        cv2.imwrite(str(tmp_path / "ds" / "input" / f"rain{k}.png"), image)
+        cv2.imwrite(str(tmp_path / "ds" / "target" / f"rain{k}.png"), image[::-1].copy())
+    round_trip(BinaryMaskFolderSource(tmp_path / "ds"), tmp_path / "packs", "polyps")
+    round_trip(RestorationPairsSource(tmp_path / "ds", kind="derain"), tmp_path / "packs", "rain")
+
+
 def test_record_with_key_outside_schema_raises(tmp_path):
     gen = fx.write_generation(tmp_path / "gen")
     with pytest.raises(ValueError, match=r"generation/manifest record 2: keys \['image'\] are not in "
