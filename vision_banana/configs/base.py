@@ -91,6 +91,13 @@ def with_lora(model: ml_collections.ConfigDict, rank: int = 0,
     return model
 
 
+def evaluator(every: int, *, at_end: bool = True, split: str = "validation",
+              **options) -> dict:
+    """One `config.evaluators` section with every key present, so that a locked config still
+    takes `--config.evaluators.NAME.at_end=false` (or `every`, `split`) on the command line."""
+    return dict(every=int(every), at_end=bool(at_end), split=split, **options)
+
+
 def make() -> ml_collections.ConfigDict:
     """The unlocked base config (variants edit it, then lock)."""
     from vision_banana import flow

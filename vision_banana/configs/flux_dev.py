@@ -90,8 +90,8 @@ def make(arg: str | None, variant: str) -> ml_collections.ConfigDict:
         # 1.0, as Flux fine-tuners do (kohya sd-scripts: 3.5 is for inference, not training).
         c.predict.guidance = 3.5
     c.evaluators = ml_collections.ConfigDict(dict(
-        heldout_loss=dict(every=1000, num_batches=4, split="validation"),
-        samples=dict(every=1000, num_examples=8, split="validation"),
+        heldout_loss=base.evaluator(1000, num_batches=4),
+        samples=base.evaluator(1000, num_examples=8),
     ))
     c.lock()
     return c

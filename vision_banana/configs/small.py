@@ -30,9 +30,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.predict.num_steps = 28
     c.predict.batch_size = 32
     c.evaluators = ml_collections.ConfigDict(dict(
-        heldout_loss=dict(every=2000, num_batches=4, split="validation"),
-        samples=dict(every=2000, num_examples=8, split="validation"),
-        decoded=dict(every=10_000, num_batches=4, split="validation"),
+        heldout_loss=base.evaluator(2000, num_batches=4),
+        samples=base.evaluator(2000, num_examples=8),
+        decoded=base.evaluator(10_000, num_batches=4),
     ))
     c.lock()
     return c

@@ -38,9 +38,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.predict.batch_size = opts.batch
     if not opts.runlocal:
         c.evaluators = ml_collections.ConfigDict(dict(
-            heldout_loss=dict(every=100, num_batches=2, split="validation"),
-            samples=dict(every=100, num_examples=8, split="validation"),
-            decoded=dict(every=0, num_batches=1, split="validation"),
+            heldout_loss=base.evaluator(100, num_batches=2),
+            samples=base.evaluator(100, num_examples=8),
+            decoded=base.evaluator(0, num_batches=1),
         ))
     c.lock()
     return c
