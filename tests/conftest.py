@@ -45,3 +45,19 @@ def xla_cache(tmp_path_factory) -> pathlib.Path:
     path = root / "vision_banana_xla_cache"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory, xla_cache) -> pathlib.Path:
+    """A workdir of the smallest trained run (tiny runlocal, 2 steps, one device), shared by
+    the tests that restore, predict or score from a checkpoint. Read-only for its users."""
+    from vision_banana import train
+    from vision_banana.configs import tiny
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    c = tiny.get_config("runlocal=1")
+    c.mesh.num_devices = 1
+    c.train.steps = 2
+    c.train.compilation_cache_dir = str(xla_cache)
+    train.train_and_evaluate(c, workdir)
+    return workdir

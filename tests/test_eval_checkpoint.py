@@ -13,17 +13,8 @@ from eval.metrics import cityscapes_labels as cl
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, xla_cache):
-    from vision_banana import train
-    from vision_banana.configs import tiny
-
-    workdir = tmp_path_factory.mktemp("run")
-    c = tiny.get_config("runlocal=1")
-    c.mesh.num_devices = 1
-    c.train.steps = 2
-    c.train.compilation_cache_dir = str(xla_cache)
-    train.train_and_evaluate(c, workdir)
-    return workdir
+def workdir(tiny_workdir):
+    return tiny_workdir
 
 
 @pytest.mark.slow

@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 
 from tasks import depth as depth_codec
-from vision_banana import predict, train
-from vision_banana.configs import tiny
+from vision_banana import predict
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, xla_cache):
-    workdir = tmp_path_factory.mktemp("run")
-    c = tiny.get_config("runlocal=1")
-    c.mesh.num_devices = 1
-    c.train.steps = 2
-    c.train.compilation_cache_dir = str(xla_cache)
-    train.train_and_evaluate(c, workdir)
-    return workdir
+def workdir(tiny_workdir):
+    return tiny_workdir
 
 
 @pytest.fixture(scope="module")
