@@ -1,0 +1,162 @@
+"""Label readers against the official tools' readers (fixtures written from their code).
+
+  Cityscapes  cityscapesScripts: PIL-read `*_gtFine_labelIds.png` (uint8 label ids) mapped by
+              helpers.labels id2label[...].trainId (255 = ignored); `*_gtFine_instanceIds.png`
+              (uint16) read as evaluation.instance.Instance does: id >= 1000 -> class id // 1000,
+              below 1000 a plain label id (a group region for instance classes)
+  COCO        pycocotools COCO(annotation_file).annToMask(ann): polygons, uncompressed RLE
+              (crowd), compressed RLE
+  RefCOCO     lichengunc/refer REFER.getRefIds(split=...): train / val equal, test contains
+              "test", testA / testB contain the letter; masks are the referred COCO annotation
+"""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from data_mix import sources
+
+
+# ------------------------------------------------------------------------------- Cityscapes
+
+def test_cityscapes_as_cityscapesscripts_reads(tmp_path):
+    from cityscapesscripts.evaluation.instance import Instance
+    from cityscapesscripts.helpers.labels import id2label
+
+    rng = np.random.default_rng(20)
+    h, w = 16, 32
+    stem = "frankfurt/frankfurt_000000_000294"
+    label_ids = rng.choice([0, 1, 4, 7, 8, 11, 21, 23, 24, 26, 33], (h, w)).astype(np.uint8)
+    inst = label_ids.astype(np.uint16)
+    inst[2:6, 2:8] = 26001                                  # car 1
+    inst[8:12, 4:9] = 26002                                 # car 2
+    inst[12:15, 20:30] = 24000                              # person 0
+    inst[0:3, 20:26] = 26                                   # a group of cars (id < 1000)
+    label_ids[inst >= 1000] = inst[inst >= 1000] // 1000
+    label_ids[inst == 26] = 26
+    for rel, arr in ((f"leftImg8bit/val/{stem}_leftImg8bit.png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)),
+                     (f"gtFine/val/{stem}_gtFine_labelIds.png", label_ids),
+                     (f"gtFine/val/{stem}_gtFine_instanceIds.png", inst)):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(tmp_path / rel)
+    r = sources.CityscapesSource(tmp_path, "val")[0]
+    official = np.array(Image.open(tmp_path / f"gtFine/val/{stem}_gtFine_labelIds.png"))
+    train_ids = np.vectorize(lambda i: id2label[int(i)].trainId)(official)
+    np.testing.assert_array_equal(r["semantic"], np.where(train_ids == 255, -1, train_ids))
+    inst_png = np.array(Image.open(tmp_path / f"gtFine/val/{stem}_gtFine_instanceIds.png"))
+    expected = []
+    for v in np.unique(inst_png):
+        label = id2label[Instance(inst_png, v).labelID]
+        if v >= 1000 and label.hasInstances and not label.ignoreInEval:
+            expected.append((label.name, inst_png == v))
+    assert r["instance_classes"] == [name for name, _ in expected] == ["person", "car", "car"]
+    for mask, (_, want) in zip(r["instance_masks"], expected, strict=True):
+        np.testing.assert_array_equal(mask, want)
+    groups = [id2label[int(v)].name for v in np.unique(inst_png) if v < 1000 and id2label[int(v)].hasInstances]
+    assert r["meta"]["crowd_classes"] == groups == ["person", "car", "bicycle"]   # plain ids 24, 26, 33
+
+
+# ------------------------------------------------------------------------------------ COCO
+
+def _coco_tree(root, h=20, w=24):
+    rng = np.random.default_rng(21)
+    crowd = np.zeros((h, w), np.uint8, order="F")
+    crowd[10:18, 2:12] = 1
+    compressed = mask_utils.encode(np.asfortranarray(np.pad(np.ones((4, 4), np.uint8), ((1, h - 5), (15, w - 19)))))
+    data = {"images": [{"id": 7, "file_name": "000000000007.jpg", "height": h, "width": w}],
+            "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+            "annotations": [
+                {"id": 11, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 30.0, "bbox": [2, 2, 6, 5],
+                 "segmentation": [[2, 2, 8, 2, 8, 7, 2, 7]]},
+                {"id": 12, "image_id": 7, "category_id": 1, "iscrowd": 1, "area": 80.0, "bbox": [2, 10, 10, 8],
+                 "segmentation": {"size": [h, w],
+                                  "counts": [int(c) for c in _uncompressed_counts(crowd)]}},
+                {"id": 13, "image_id": 7, "category_id": 3, "iscrowd": 0, "area": 16.0, "bbox": [15, 1, 4, 4],
+                 "segmentation": {"size": [h, w], "counts": compressed["counts"].decode()}}]}
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(data))
+    (root / "val2017").mkdir()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "val2017/000000000007.jpg",
+                                                                             quality=95)
+    return root / "annotations/instances_val2017.json", root / "val2017"
+
+
+def _uncompressed_counts(mask):
+    flat = np.asarray(mask).ravel(order="F")
+    runs, value, count = [], 0, 0
+    for v in flat:
+        if v == value:
+            count += 1
+        else:
+            runs.append(count)
+            value, count = v, 1
+    runs.append(count)
+    return runs
+
+
+def test_coco_as_pycocotools_reads(tmp_path):
+    ann_file, image_dir = _coco_tree(tmp_path)
+    r = sources.COCOInstancesSource(ann_file, image_dir)[0]
+    coco = COCO(str(ann_file))
+    assert r["meta"]["ann_ids"] == [11, 12, 13] and r["meta"]["iscrowd"] == [False, True, False]
+    for mask, ann_id in zip(r["instance_masks"], r["meta"]["ann_ids"], strict=True):
+        np.testing.assert_array_equal(mask, coco.annToMask(coco.anns[ann_id]).astype(bool))
+    assert r["instance_classes"] == ["person", "person", "car"]
+
+
+# --------------------------------------------------------------------------------- RefCOCO
+
+def _refer_tree(root, folder, split_by, splits):
+    """refer layout: {folder}/refs({split_by}).p + {folder}/instances.json + train2014 images."""
+    h, w = 16, 20
+    images, anns, refs = [], [], []
+    for k, split in enumerate(splits):
+        image_id, ann_id = 100 + k, 500 + k
+        images.append({"id": image_id, "file_name": f"COCO_train2014_{image_id:012d}.jpg", "height": h, "width": w})
+        anns.append({"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "area": 12.0,
+                     "bbox": [1, 1, 4, 3], "segmentation": [[1 + k % 5, 1, 5 + k % 5, 1, 5 + k % 5, 4, 1 + k % 5, 4]]})
+        refs.append({"ref_id": k, "ann_id": ann_id, "image_id": image_id, "category_id": 1, "split": split,
+                     "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg", "sent_ids": [k],
+                     "sentences": [{"sent_id": k, "sent": f"the thing {k}", "raw": f"The thing {k}.",
+                                    "tokens": ["the", "thing", str(k)]}]})
+        (root / "train2014").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((h, w, 3), 40 * k % 256, np.uint8)).save(
+            root / "train2014" / images[-1]["file_name"], quality=95)
+    (root / folder).mkdir(parents=True)
+    (root / folder / f"refs({split_by}).p").write_bytes(pickle.dumps(refs, protocol=2))
+    (root / folder / "instances.json").write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+    return refs
+
+
+def _refer_ref_ids(refs, split):
+    """REFER.getRefIds(split=split), as lichengunc/refer documents and implements it."""
+    if split in ("testA", "testB", "testC"):
+        return [r["ref_id"] for r in refs if split[-1] in r["split"]]
+    if split == "test":
+        return [r["ref_id"] for r in refs if "test" in r["split"]]
+    return [r["ref_id"] for r in refs if r["split"] == split]
+
+
+@pytest.mark.parametrize("folder,split_by,splits,asked", [
+    ("refcoco", "unc", ("train", "val", "testA", "testB", "testA", "val"), ("train", "val", "test", "testA", "testB")),
+    ("refcoco+", "unc", ("train", "testB", "testA", "val"), ("testA", "testB")),
+    ("refcocog", "umd", ("train", "val", "test", "val", "test"), ("train", "val", "test")),
+])
+def test_refcoco_as_refer_reads(tmp_path, folder, split_by, splits, asked):
+    refs = _refer_tree(tmp_path, folder, split_by, splits)
+    coco = COCO(str(tmp_path / folder / "instances.json"))
+    for split in asked:
+        src = sources.RefCOCOSource(tmp_path / folder / f"refs({split_by}).p", tmp_path / folder / "instances.json",
+                                    tmp_path / "train2014", split)
+        assert [g[0]["ref_id"] for g in src.groups] == _refer_ref_ids(refs, split), split
+        assert src.name == f"{folder}_{split_by}/{split}"
+        r = src[0]
+        ref = next(x for x in refs if x["ref_id"] == src.groups[0][0]["ref_id"])
+        np.testing.assert_array_equal(r["referring"][0]["mask"], coco.annToMask(coco.anns[ref["ann_id"]]).astype(bool))
+        assert r["referring"][0]["expressions"] == [s["sent"] for s in ref["sentences"]]
