@@ -160,3 +160,23 @@ def test_refcoco_as_refer_reads(tmp_path, folder, split_by, splits, asked):
         ref = next(x for x in refs if x["ref_id"] == src.groups[0][0]["ref_id"])
         np.testing.assert_array_equal(r["referring"][0]["mask"], coco.annToMask(coco.anns[ref["ann_id"]]).astype(bool))
         assert r["referring"][0]["expressions"] == [s["sent"] for s in ref["sentences"]]
+
+
+def test_eval_refcoco_scores_refcoco_testa(tmp_path):
+    """python -m eval.refcoco --split testA on a refs(unc).p: only the testA objects are scored."""
+    from eval import refcoco as refcoco_eval
+
+    refs = _refer_tree(tmp_path, "refcoco", "unc", ("train", "testA", "testB", "testA", "val"))
+    coco = COCO(str(tmp_path / "refcoco" / "instances.json"))
+    preds = tmp_path / "perfect"
+    preds.mkdir()
+    for ref in refs:
+        mask = coco.annToMask(coco.anns[ref["ann_id"]]) * 255
+        Image.fromarray(mask.astype(np.uint8)).save(preds / f"{ref['ref_id']}_0.png")
+    entries = refcoco_eval.main(["--refs-file", str(tmp_path / "refcoco" / "refs(unc).p"),
+                                 "--instances-file", str(tmp_path / "refcoco" / "instances.json"),
+                                 "--image-dir", str(tmp_path / "train2014"), "--split", "testA",
+                                 "--predictions", str(preds), "--name", "ours", "--out", str(tmp_path / "out"),
+                                 "--no-progress", "--worst", "0"])
+    result = entries["ours"]["result"]
+    assert result["num_expressions"] == len(_refer_ref_ids(refs, "testA")) == 2 and result["ciou"] == 1.0

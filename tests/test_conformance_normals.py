@@ -148,3 +148,24 @@ def test_eval_normals_ibims1_scores_a_dsine_exr_tree(ibims_dsine, tmp_path):
     assert entries["ours"]["result"]["pooled"]["mean"] == pytest.approx(0.0, abs=0.05)
     assert entries["noisy"]["result"]["pooled"]["mean"] == pytest.approx(np.concatenate(errors).mean(), rel=1e-3)
     assert entries["noisy"]["result"]["num_images"] == 2
+
+
+def test_eval_normals_diode_report_states_the_unverified_axes(tmp_path):
+    rng = np.random.default_rng(15)
+    h, w = 12, 16
+    stem = "val/indoors/scene_00019/scan_00183/00019_00183_indoors_000_010"
+    (tmp_path / stem).parent.mkdir(parents=True)
+    assert cv2.imwrite(str(tmp_path / f"{stem}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    np.save(tmp_path / f"{stem}_depth.npy", rng.uniform(1, 5, (h, w, 1)).astype(np.float32))
+    np.save(tmp_path / f"{stem}_depth_mask.npy", np.ones((h, w), np.float32))
+    n = _random_vectors(rng, h, w)
+    np.save(tmp_path / f"{stem}_normal.npy", n)
+    (tmp_path / "preds").mkdir()
+    np.save(tmp_path / "preds" / "00019_00183_indoors_000_010.npy", n)
+    out = tmp_path / "out"
+    entries = normals_eval.main(["--dataset", "diode", "--diode-root", str(tmp_path), "--predictions",
+                                 str(tmp_path / "preds"), "--name", "ours", "--out", str(out),
+                                 "--no-progress", "--worst", "0"])
+    assert entries["ours"]["result"]["pooled"]["mean"] == pytest.approx(0.0, abs=0.05)
+    assert "does not document the axes" in (out / "report.md").read_text()
+    assert "does not document the axes" in (out / "results.json").read_text()
