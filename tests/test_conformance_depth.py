@@ -24,6 +24,7 @@ import scipy.io
 
 from data_mix import sources
 from eval import depth as depth_eval
+from eval.metrics import depth_presets
 
 
 def _png(path, arr):
@@ -141,6 +142,10 @@ def test_kitti_as_marigold_reads(tmp_path):
     top, left, ch, cw = r["meta"]["kb_crop"]
     assert (top, left, ch, cw) == (h - 352, int((w - 1216) / 2), 352, 1216)     # kitti_benchmark_crop
     assert r["meta"]["intrinsics"]["fx"] == pytest.approx(721.5377)
+    # Marigold's Eigen mask is drawn on the cropped 352x1216 frame (kitti_dataset._get_valid_mask).
+    marigold_mask = np.zeros((352, 1216), bool)
+    marigold_mask[int(0.3324324 * 352):int(0.91351351 * 352), int(0.0359477 * 1216):int(0.96405229 * 1216)] = True
+    np.testing.assert_array_equal(depth_presets.eval_mask("eigen_kitti", (352, 1216)), marigold_mask)
 
 
 # ----------------------------------------------------------------------------------- DIODE

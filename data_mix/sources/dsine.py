@@ -19,7 +19,9 @@ dataset has follows DSINE's per-dataset readers (`data/datasets/{nyuv2,scannet,v
 Marigold's copies of these benchmarks (`data_split/{ibims,nyu,scannet,sintel}_normals/*.txt`)
 use the same stems with `{id}_normal.npy`, float (H, W, 3), zero vector = invalid, in
 Marigold's own frame (x right, y up, z toward the viewer, "vision_banana" here), and list
-"img_path normal_path" pairs; a two-column split file is read that way.
+"img_path normal_path" pairs; a two-column split file is read that way. (Marigold's Sintel
+reader also crops 221 columns off each side and scores its invalid pixels as camera-facing;
+this reader keeps DSINE's full frame and mask.)
 
 Axes: DSINE's files are in the "dsine" convention (x left, y up, z toward the camera; see
 normal_frames.py), Marigold's .npy in "vision_banana"; records come out in the Vision Banana
