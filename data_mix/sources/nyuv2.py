@@ -13,12 +13,13 @@ so image i is `images[i].transpose(2, 1, 0)` and maps are `depths[i].T`. Scale: 
 
 Which depth: `depths` is the raw Kinect depth in-painted with Levin et al.'s colorization (no
 holes; the filled pixels are not measurements), `rawDepths` the projected sensor depth with
-0 where the sensor had no return. The depth benchmarks score `rawDepths` with zero = invalid:
-Marigold's NYU test set is extracted from it (its `depth_raw_linear`, `valid_mask_raw`; the
-in-painted copy is only its `filled_*` files), and BTS / ZoeDepth extract `rawDepths` from
-this .mat for their test images. `for_depth_benchmark` builds that reader (`depth="raw"`, or
-`"inpainted"` to score the filled maps, named in `notes`). The plain constructor keeps
-`depth_key="depths"`, the hole-free maps training mixtures use.
+0 where the sensor had no return. The depth benchmarks score the raw depth with zero =
+invalid: Marigold evaluates its `depth_raw_linear` with `valid_mask_raw` (the in-painted maps
+are only its `filled_*` files; its maintainers confirm this in Marigold issue #114), and BTS /
+ZoeDepth extract `rawDepths` from this .mat for their test images. `for_depth_benchmark`
+builds that reader (`depth="raw"`, or `"inpainted"` to score the filled maps; its `notes` name
+the choice for the report). The plain constructor keeps `depth_key="depths"`, the hole-free
+maps training mixtures use.
 
 Split: the standard 654-image test set (`testNdxs`, 1-based) is embedded
 (`nyuv2_split.TEST_INDICES`), or read from the official `splits.mat` (`trainNdxs`, `testNdxs`).
@@ -153,12 +154,9 @@ class NYUv2Source(Source):
         """
         if depth not in BENCHMARK_DEPTH:
             raise ValueError(f"NYUv2 benchmark depth {depth!r}; expected one of {sorted(BENCHMARK_DEPTH)}")
-        return cls(mat_path, "test", splits_mat=splits_mat, depth_key=BENCHMARK_DEPTH[depth], **kwargs)
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        """How the ground truth was read, for benchmark reports (see `Source.notes`)."""
-        return (_DEPTH_NOTES[self.depth_key],)
+        source = cls(mat_path, "test", splits_mat=splits_mat, depth_key=BENCHMARK_DEPTH[depth], **kwargs)
+        source.notes = (_DEPTH_NOTES[source.depth_key],)      # printed by the depth report
+        return source
 
     @staticmethod
     def _ref_to_str(f, ref) -> str:
