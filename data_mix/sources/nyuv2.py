@@ -14,9 +14,9 @@ so image i is `images[i].transpose(2, 1, 0)` and maps are `depths[i].T`. Scale: 
 Which depth: `depths` is the raw Kinect depth in-painted with Levin et al.'s colorization (no
 holes; the filled pixels are not measurements), `rawDepths` the projected sensor depth with
 0 where the sensor had no return. The depth benchmarks score the raw depth with zero =
-invalid: Marigold evaluates its `depth_raw_linear` with `valid_mask_raw` (the in-painted maps
-are only its `filled_*` files; its maintainers confirm this in Marigold issue #114), and BTS /
-ZoeDepth extract `rawDepths` from this .mat for their test images. `for_depth_benchmark`
+invalid: Marigold evaluates `depth_raw_linear` with `valid_mask_raw`, and its maintainers state
+(Marigold issue #114) that its NYUv2 copy holds the raw depth only, the dense version being an
+interpolation; BTS / ZoeDepth extract `rawDepths` from this .mat for their test images. `for_depth_benchmark`
 builds that reader (`depth="raw"`, or `"inpainted"` to score the filled maps; its `notes` name
 the choice for the report). The plain constructor keeps `depth_key="depths"`, the hole-free
 maps training mixtures use.
