@@ -115,6 +115,29 @@ def test_eval_depth_nyuv2_scores_raw_depths(nyu_bts, tmp_path):
     assert '"nyu_depth": "raw"' in results and "rawDepths" in (tmp_path / "raw" / "report.md").read_text()
 
 
+def test_nyuv2_normals_named_as_dsine_and_marigold(nyu_bts, tmp_path):
+    """DSINE's test/{k:06d}_normal.png and Marigold's {k:06d}_normal.npy use k = testNdxs - 1."""
+    d = nyu_bts
+    rng = np.random.default_rng(8)
+    dsine, marigold = tmp_path / "dsine_eval/nyuv2/test", tmp_path / "marigold_nyu"
+    dsine.mkdir(parents=True)
+    marigold.mkdir()
+    written = {}
+    for idx in d["test"]:
+        n = rng.normal(size=(480, 640, 3)).astype(np.float32)
+        n[..., 2] = np.abs(n[..., 2]) + 0.1
+        n /= np.linalg.norm(n, axis=2, keepdims=True)
+        written[idx] = n
+        np.save(marigold / f"{idx - 1:06d}_normal.npy", n)                       # Marigold's axes
+        rgb = np.round((n * [-1, 1, 1] + 1) / 2 * 255).astype(np.uint8)            # DSINE's axes
+        _png(dsine / f"{idx - 1:06d}_normal.png", rgb)
+    mat, splits = d["root"] / "nyu_depth_v2_labeled.mat", d["root"] / "splits.mat"
+    for folder, atol in ((marigold, 1e-6), (dsine, 0.02)):
+        src = sources.NYUv2Source(mat, "test", splits_mat=splits, normals_dir=folder)
+        for r in src:
+            np.testing.assert_allclose(r["normals"], written[r["meta"]["index"]], atol=atol)
+
+
 # ----------------------------------------------------------------------------------- KITTI
 
 def test_kitti_as_marigold_reads(tmp_path):
