@@ -8,6 +8,8 @@
               (crowd), compressed RLE
   RefCOCO     lichengunc/refer REFER.getRefIds(split=...): train / val equal, test contains
               "test", testA / testB contain the letter; masks are the referred COCO annotation
+  Kvasir-SEG  PraNet utils/dataloader.py test_dataset: images/ + masks/, mask by PIL
+              convert("L"), then MyTest.py's gt / gt.max() thresholded at 0.5
 """
 
 import json
@@ -180,3 +182,26 @@ def test_eval_refcoco_scores_refcoco_testa(tmp_path):
                                  "--no-progress", "--worst", "0"])
     result = entries["ours"]["result"]
     assert result["num_expressions"] == len(_refer_ref_ids(refs, "testA")) == 2 and result["ciou"] == 1.0
+
+
+# ------------------------------------------------------------------------- Kvasir-SEG (PraNet)
+
+def test_kvasir_seg_as_pranet_reads(tmp_path):
+    """PraNet's test_dataset: masks read by PIL `convert('L')`, then gt / gt.max() > 0.5."""
+    rng = np.random.default_rng(22)
+    h, w = 40, 48
+    yy, xx = np.mgrid[:h, :w]
+    blob = ((yy - 20) ** 2 + (xx - 22) ** 2 < 150).astype(np.uint8)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("cju0qkwl35piu0993l0dewei2", "cju0qoxqj9q6s0835b43399p4"):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{name}.jpg")
+    # Kvasir-SEG ships 0/255 RGB JPEG masks (noisy at edges); others ship 0/1 PNGs.
+    Image.fromarray(np.repeat(blob[..., None] * 255, 3, axis=2)).save(
+        tmp_path / "masks" / "cju0qkwl35piu0993l0dewei2.jpg", quality=75)
+    Image.fromarray(blob).save(tmp_path / "masks" / "cju0qoxqj9q6s0835b43399p4.png")
+    src = sources.BinaryMaskFolderSource(tmp_path)
+    for r in src:
+        gt = np.asarray(Image.open(r["meta"]["mask_path"]).convert("L"), np.float32)
+        gt /= gt.max() + 1e-8
+        np.testing.assert_array_equal(r["mask"], gt > 0.5)
