@@ -9,7 +9,7 @@
   RefCOCO     lichengunc/refer REFER.getRefIds(split=...): train / val equal, test contains
               "test", testA / testB contain the letter; masks are the referred COCO annotation
   Kvasir-SEG  PraNet utils/dataloader.py test_dataset: images/ + masks/, mask by PIL
-              convert("L"), then MyTest.py's gt / gt.max() thresholded at 0.5
+              convert("L"), then the PraNet-family test scripts' gt / gt.max(), > 0.5 = polyp
 """
 
 import json
