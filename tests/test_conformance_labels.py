@@ -8,6 +8,7 @@
               (crowd), compressed RLE
   RefCOCO     lichengunc/refer REFER.getRefIds(split=...): train / val equal, test contains
               "test", testA / testB contain the letter; masks are the referred COCO annotation
+  Rain100L    Restormer Deraining test: {input,target}/*.png via cv2 BGR -> RGB
   Kvasir-SEG  PraNet utils/dataloader.py test_dataset: images/ + masks/, mask by PIL
               convert("L"), then the PraNet-family test scripts' gt / gt.max(), > 0.5 = polyp
 """
@@ -15,6 +16,7 @@
 import json
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -205,3 +207,18 @@ def test_kvasir_seg_as_pranet_reads(tmp_path):
         gt = np.asarray(Image.open(r["meta"]["mask_path"]).convert("L"), np.float32)
         gt /= gt.max() + 1e-8
         np.testing.assert_array_equal(r["mask"], gt > 0.5)
+
+
+# ------------------------------------------------------------------------ Rain100L (Restormer)
+
+def test_rain100l_as_restormer_reads(tmp_path):
+    """Restormer's Deraining test: Datasets/test/Rain100L/{input,target}/*.png, read by
+    utils.load_img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)."""
+    rng = np.random.default_rng(23)
+    for folder in ("input", "target"):
+        (tmp_path / folder).mkdir()
+        for k in (1, 2):
+            assert cv2.imwrite(str(tmp_path / folder / f"{k}.png"), rng.integers(0, 256, (10, 14, 3), dtype=np.uint8))
+    for r in sources.RestorationPairsSource(tmp_path):
+        for key, path in (("image", r["meta"]["image_path"]), ("target", r["meta"]["target_path"])):
+            np.testing.assert_array_equal(r[key], cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB))
