@@ -59,7 +59,8 @@ def make_source(parser, args):
 
     if args.dataset == "nyuv2":
         need("nyuv2_mat")
-        return sources.NYUv2Source(args.nyuv2_mat, "test", splits_mat=args.nyuv2_splits)
+        return sources.NYUv2Source.for_depth_benchmark(args.nyuv2_mat, depth=args.nyu_depth,
+                                                       splits_mat=args.nyuv2_splits)
     if args.dataset == "kitti":
         need("kitti_raw", "kitti_depth", "kitti_split")
         return sources.KITTIDepthSource(args.kitti_raw, args.kitti_depth, args.kitti_split)
@@ -145,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     d.add_argument("--nyuv2-mat", type=pathlib.Path, help="nyu_depth_v2_labeled.mat")
     d.add_argument("--nyuv2-splits", type=pathlib.Path,
                    help="official splits.mat (default: the embedded test list)")
+    d.add_argument("--nyu-depth", choices=("raw", "inpainted"), default="raw",
+                   help="NYUv2 ground truth: raw = rawDepths, 0 = invalid (default, as Marigold / BTS); "
+                        "inpainted = the colorization-filled depths")
     d.add_argument("--kitti-raw", type=pathlib.Path, help="KITTI raw data root ({date}/...)")
     d.add_argument("--kitti-depth", type=pathlib.Path, help="data_depth_annotated folder")
     d.add_argument("--kitti-split", type=pathlib.Path, help="Eigen test split file")
@@ -221,9 +225,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
                f"Protocol: per-image metrics averaged over images (Marigold); preset {preset.name}: "
                f"{preset.min_depth:g} < d < {preset.max_depth:g} m, crop {preset.crop}, predictions "
                f"clipped to {preset.pred_range[0]:g}..{preset.pred_range[1]:g} m ({preset.source})",
-               "Alignment: " + ", ".join(f"{n}: {e['alignment']}" for n, e in entries.items())],
+               "Alignment: " + ", ".join(f"{n}: {e['alignment']}" for n, e in entries.items()),
+               *source.notes],
         figures=figures,
-        extra={"dataset": {"name": args.dataset, "num_images": len(indices), "num_available": len(source)},
+        extra={"dataset": {"name": args.dataset, "num_images": len(indices), "num_available": len(source),
+                           "notes": list(source.notes),
+                           **({"nyu_depth": args.nyu_depth} if args.dataset == "nyuv2" else {})},
                "metrics": list(METRICS), "run": cli.run_info(args, argv)})
     return entries
 

@@ -25,7 +25,7 @@ from eval.metrics.normals import NormalsEvaluator, angular_error_deg
 from eval.references import references_for
 from tasks import normals as normals_codec
 
-DATASETS = ("nyuv2", "diode", "scannet", "ibims1", "vkitti2")
+DATASETS = ("nyuv2", "diode", "scannet", "ibims1", "vkitti2", "sintel")
 EPILOG = """\
 predictions folder (--predictions / --baseline): one file per image named by the record id,
   DIR/<id>.npy (float (H, W, 3) or (3, H, W) vectors) or DIR/<id>.png (8/16-bit RGB normal
@@ -184,9 +184,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                f"({len(indices)} images{limit})",
                "Protocol: angular error in degrees; pooled over all valid pixels (DSINE) and mean of "
                "per-image statistics (Marigold); the paper's rows (mean / median) fill the pooled columns",
-               "Prediction conventions: " + ", ".join(f"{n}: {e['convention']}" for n, e in entries.items())],
+               "Prediction conventions: " + ", ".join(f"{n}: {e['convention']}" for n, e in entries.items()),
+               *source.notes],
         figures=figures,
-        extra={"dataset": {"name": args.dataset, "num_images": len(indices), "num_available": len(source)},
+        extra={"dataset": {"name": args.dataset, "num_images": len(indices), "num_available": len(source),
+                           "notes": list(source.notes)},
                "run": cli.run_info(args, argv)})
     return entries
 

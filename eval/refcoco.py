@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     d.add_argument("--refs-file", type=pathlib.Path)
     d.add_argument("--instances-file", type=pathlib.Path)
     d.add_argument("--image-dir", type=pathlib.Path)
-    d.add_argument("--split", default="val", choices=("val", "test", "train"))
+    d.add_argument("--split", default="val", choices=("val", "test", "train", "testA", "testB"),
+                   help="refer's split semantics: testA / testB for RefCOCO / RefCOCO+ (refs(unc).p)")
     args = parser.parse_args(argv)
     models = cli.models_from_args(parser, args)
     root = args.refcoco_root

@@ -96,7 +96,9 @@ def _depth(dataset: str, rows: dict[str, tuple[float, float] | None], note: str 
 
 
 _depth("nyuv2", {"Vision Banana": (0.948, 0.081), "Depth Anything 3": (0.963, 0.070),
-                 "MoGe-2": (0.961, 0.0733), "UniK3D": (0.965, 0.074)})
+                 "MoGe-2": (0.961, 0.0733), "UniK3D": (0.965, 0.074)},
+       note="ground truth assumed raw depth (rawDepths, 0 = invalid), the Marigold / Depth "
+            "Anything protocol")
 _depth("ibims1", {"Vision Banana": (0.934, 0.078), "Depth Anything 3": None,
                   "MoGe-2": (0.830, 0.136), "UniK3D": (0.919, 0.104)})
 _depth("eth3d", {"Vision Banana": (0.935, 0.103), "Depth Anything 3": (0.917, 0.104),

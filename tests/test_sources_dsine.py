@@ -47,3 +47,51 @@ def test_grey_normal_png_raises(tmp_path):
     with pytest.raises(RecordError, match=r"dsine/scannet record 1: .*000001_normal\.png: expected a "
                                           r"3-channel image"):
         src[1]
+
+
+def _exr(path, planes: dict):
+    import OpenEXR
+
+    with OpenEXR.File({"type": OpenEXR.scanlineimage}, planes) as f:
+        f.write(str(path))
+
+
+def test_exr_normals_missing_files_and_convention_override(tmp_path):
+    written = fx.write_dsine_normals(tmp_path / "ibims", n=2)
+    stem = tmp_path / "ibims" / "test" / "000000"
+    stem.with_name("000000_normal.png").unlink()
+    n = np.zeros((12, 16, 3), np.float32)
+    n[..., 2] = 1.0
+    n[0, 0] = [0.0, 0.0, 0.4]                                  # |n| <= 0.5: DSINE's mask drops it
+    _exr(stem.with_name("000000_normal.exr"), {c: n[..., i].copy() for i, c in enumerate("RGB")})
+    src = DSINENormalsSource(tmp_path / "ibims", split_file=written["split_file"])
+    r = src[0]
+    assert r["meta"]["normals_format"] == "exr" and (r["normals"][0, 0] == 0).all()
+    assert np.allclose(r["normals"][1:, :, 2], 1.0)
+    flipped = DSINENormalsSource(tmp_path / "ibims", normals_convention="opencv")[0]
+    assert np.allclose(flipped["normals"][1:, :, 2], -1.0)      # override applies to every format
+    (tmp_path / "ibims" / "test" / "000001_normal.png").unlink()
+    with pytest.raises(RecordError, match=r"none of test/000001_normal\.exr, test/000001_normal\.png, "
+                                          r"test/000001_normal\.npy"):
+        src[1]
+
+
+def test_unreadable_exr_and_missing_channels_raise(tmp_path):
+    written = fx.write_dsine_normals(tmp_path / "sintel", n=2)
+    for i in range(2):
+        (tmp_path / "sintel" / "test" / f"00000{i}_normal.png").unlink()
+    (tmp_path / "sintel" / "test" / "000000_normal.exr").write_bytes(b"\x76\x2f\x31\x01 not really")
+    _exr(tmp_path / "sintel" / "test" / "000001_normal.exr", {"Z": np.ones((12, 16), np.float32)})
+    src = DSINENormalsSource(tmp_path / "sintel", split_file=written["split_file"])
+    with pytest.raises(RecordError, match=r"000000_normal\.exr: not a readable OpenEXR file"):
+        src[0]
+    with pytest.raises(RecordError, match=r"000001_normal\.exr: EXR channels \['Z'\]; expected R, G, B"):
+        src[1]
+
+
+def test_marigold_pair_list_with_a_bad_normal_suffix_raises(tmp_path):
+    fx.write_dsine_normals(tmp_path / "nyu", n=1)
+    listing = tmp_path / "list.txt"
+    listing.write_text("test/000000_img.png test/000000_normal.tif\n")
+    with pytest.raises(RecordError, match=r"000000_normal\.tif: expected a \.exr, \.png or \.npy"):
+        DSINENormalsSource(tmp_path / "nyu", split_file=listing)[0]

@@ -79,3 +79,14 @@ def test_missing_annotation_and_image_raise(ref):
         src[2]
     with pytest.raises(ValueError, match="no refs with split 'testB'|refer split 'testB'"):
         RefCOCOSource(ref["refs_file"], ref["instances_file"], ref["image_dir"], "testB")
+
+
+def test_refer_split_rule_and_dataset_name():
+    assert refcoco.in_split("testA", "testA") and refcoco.in_split("testAB", "testB")
+    assert refcoco.in_split("testB", "test") and not refcoco.in_split("testB", "testA")
+    assert refcoco.in_split("test", "test") and not refcoco.in_split("test", "testA")   # UMD exact
+    assert not refcoco.in_split("val", "test") and refcoco.in_split("val", "val")
+    assert refcoco.in_split("testAB", "testAB") and not refcoco.in_split("testA", "testAB")
+    assert refcoco.dataset_name("/d/refcocog/refs(umd).p") == "refcocog_umd"
+    assert refcoco.dataset_name("/d/refcoco+/refs(unc).p") == "refcoco+_unc"
+    assert refcoco.dataset_name("/d/my_refs.p") == "my_refs"

@@ -13,7 +13,7 @@ Every reader is a random-access, deterministic, picklable `Source` (docs/contrac
 | ETH3DSource           | headerless float32 depth, 6048x4032                   | depth (m)                   |
 | ScanNetSource         | color JPEG + depth PNG (mm)                           | depth (m)                   |
 | VKITTI2Source         | rgb JPEG + depth PNG (cm), 655.35 m = sky             | depth (m), normals          |
-| DSINENormalsSource    | DSINE evaluation layout (*_img, *_normal, *_intrins)  | normals                     |
+| DSINENormalsSource    | DSINE / Marigold layouts (*_img, *_normal.exr/png/npy) | normals                    |
 | COCOInstancesSource   | COCO JSON via pycocotools                             | instance masks (+ crowd)    |
 | RefCOCOSource         | refs(umd).p + instances.json                          | referring masks             |
 | GenerationSource      | JSONL manifest of prompt / target / image             | generation pairs            |

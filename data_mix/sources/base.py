@@ -43,6 +43,9 @@ class Source(abc.ABC):
     """
 
     name: str = "source"
+    #: Lines a benchmark report prints about how this reader read its ground truth (which
+    #: file or variant, an unverified convention); empty when there is nothing to say.
+    notes: tuple[str, ...] = ()
 
     def __init__(self, *, skip_bad: bool = False):
         self.skip_bad = bool(skip_bad)

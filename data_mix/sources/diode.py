@@ -10,11 +10,18 @@ On-disk format (diode-dataset.org, diode-devkit), per image:
 Depth scale: metres; pixels with mask 0 (or depth <= 0) are NaN in records; evaluation
 additionally caps to 0.6..350 m (Marigold protocol). The mask's path is in `meta`.
 
-Normals: unit vectors in the camera frame, stored in `normals_convention`. The DIODE devkit
-does not document the axes. The default, "vision_banana" (x right, y up, z toward the camera),
-is what Marigold's normals benchmark implies: its `script/normals/eval.py` compares the
-`*_normal.npy` of `diode/val` with Marigold predictions unflipped, and diffusers documents those
-predictions as x right, y up, z facing the observer. Check a real file before reporting metrics:
+Normals: unit vectors in the camera frame, stored in `normals_convention`. Their axes could
+NOT be established from DIODE's own material. The devkit (diode-dataset/diode-devkit, checked
+at commit 8b1765b) says only "Surface normal vector ground truth with the same resolution as
+the images. Invalid normals are represented as (0,0,0)" (README.md); its code reads no normals
+(`diode.py`'s DIODE dataset returns image, depth, mask), `plot_normal_map` only shifts the map
+by its minimum and halves it for display, and demo.ipynb plots depth only; intrinsics.txt
+gives fx, fy, cx, cy and no axes. The default, "vision_banana" (x right, y up, z toward the
+camera), rests on indirect evidence: Marigold's normals benchmark (`script/normals/eval.py`
+with `src/dataset/diode_dataset.py`) compares the `*_normal.npy` of `diode/val` with its
+predictions without any flip, and diffusers documents those predictions as x right, y up,
+z facing the observer. If that is wrong, every DIODE normals number is off by a sign flip;
+the reader's `notes` (printed in eval reports) say so. Check a real file before reporting:
 a camera-facing wall must come out with z > 0 (an OpenCV-frame file would give z < 0; pass
 normals_convention="opencv" then).
 """
@@ -75,6 +82,15 @@ class DIODESource(Source):
 
     def __len__(self) -> int:
         return len(self.stems)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The unverified normal axes, for benchmark reports (see `Source.notes`)."""
+        if not self.with_normals:
+            return ()
+        return (f"DIODE normals read as {self.normals_convention!r} axes: DIODE's devkit does not "
+                "document the axes (assumed from Marigold's unflipped comparison); a wrong "
+                "assumption flips a sign in every DIODE normals number",)
 
     def _npy(self, rel: str) -> np.ndarray:
         return load_npy(self.store.read(rel), self.store.describe(rel))

@@ -1,7 +1,7 @@
 """Image and array decoding shared by the readers, with errors that name the file.
 
 Every decoder takes the encoded bytes (from a file or an archive member) and `what`, the
-file's description used in errors. OpenCV decodes; two traps are handled here once:
+file's description used in errors. OpenCV decodes (OpenEXR reads .exr); two traps are handled here once:
 
 * OpenCV 5 silently converts 16-bit PNGs to 8 bits unless `cv2.IMREAD_UNCHANGED` is passed; all
   decoders pass it and then check the dtype, so a depth PNG saved as 8 bits is an error, not a
@@ -17,7 +17,9 @@ from __future__ import annotations
 import io
 
 import cv2
+import Imath
 import numpy as np
+import OpenEXR
 
 from data_mix.sources.base import RecordError
 
@@ -78,6 +80,29 @@ def decode_color_any_depth(data: bytes, what: str) -> np.ndarray:
     if arr.dtype not in (np.uint8, np.uint16):
         raise RecordError(f"{what}: expected 8- or 16-bit channels, got {arr.dtype}")
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+
+
+def decode_exr_rgb(data: bytes, what: str) -> np.ndarray:
+    """float32 (H, W, 3) of an OpenEXR file's R, G, B channels (half or float), in that order.
+
+    OpenCV's wheels here ship without an EXR codec, so OpenEXR's own bindings read the file
+    (from memory, so archive members work too). Channel order is by name, which is what
+    DSINE's `cv2.cvtColor(cv2.imread(path), BGR2RGB)` yields: R, G, B = x, y, z.
+    """
+    if not data:
+        raise RecordError(f"{what}: empty file")
+    try:
+        exr = OpenEXR.InputFile(io.BytesIO(data))
+        header = exr.header()
+        names = sorted(header["channels"])
+        if not {"R", "G", "B"} <= set(names):
+            raise RecordError(f"{what}: EXR channels {names}; expected R, G, B")
+        window = header["dataWindow"]
+        h, w = window.max.y - window.min.y + 1, window.max.x - window.min.x + 1
+        planes = exr.channels(["R", "G", "B"], Imath.PixelType(Imath.PixelType.FLOAT))
+    except (OSError, RuntimeError, ValueError) as e:
+        raise RecordError(f"{what}: not a readable OpenEXR file: {e}") from None
+    return np.stack([np.frombuffer(b, np.float32).reshape(h, w) for b in planes], axis=-1)
 
 
 def load_npy(data: bytes, what: str) -> np.ndarray:

@@ -9,8 +9,17 @@ h5py). MATLAB stores arrays column-major, so h5py sees every array with its axes
     labels     MATLAB 480x640x1449 uint16   -> h5py (1449, 640, 480)   0 = unlabeled, 1..894
     names      MATLAB 894x1 cell of char    -> h5py (1, 894) object references to uint16 chars
 
-so image i is `images[i].transpose(2, 1, 0)` and maps are `depths[i].T`. Records use `depths`
-(the benchmark ground truth; `depth_key="rawDepths"` for the raw sensor depth). Scale: metres.
+so image i is `images[i].transpose(2, 1, 0)` and maps are `depths[i].T`. Scale: metres.
+
+Which depth: `depths` is the raw Kinect depth in-painted with Levin et al.'s colorization (no
+holes; the filled pixels are not measurements), `rawDepths` the projected sensor depth with
+0 where the sensor had no return. The depth benchmarks score the raw depth with zero =
+invalid: Marigold evaluates `depth_raw_linear` with `valid_mask_raw`, and its maintainers state
+(Marigold issue #114) that its NYUv2 copy holds the raw depth only, the dense version being an
+interpolation; BTS / ZoeDepth extract `rawDepths` from this .mat for their test images. `for_depth_benchmark`
+builds that reader (`depth="raw"`, or `"inpainted"` to score the filled maps; its `notes` name
+the choice for the report). The plain constructor keeps `depth_key="depths"`, the hole-free
+maps training mixtures use.
 
 Split: the standard 654-image test set (`testNdxs`, 1-based) is embedded
 (`nyuv2_split.TEST_INDICES`), or read from the official `splits.mat` (`trainNdxs`, `testNdxs`).
@@ -41,6 +50,14 @@ HEIGHT, WIDTH = 480, 640
 INTRINSICS = {"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362}
 #: Eigen et al. evaluation crop [top:bottom, left:right] on the 480x640 frame.
 EIGEN_CROP = (45, 471, 41, 601)
+#: Depth ground truth of the benchmark choices: the .mat dataset each one reads.
+BENCHMARK_DEPTH = {"raw": "rawDepths", "inpainted": "depths"}
+_DEPTH_NOTES = {
+    "rawDepths": "NYUv2 depth ground truth: rawDepths (raw Kinect depth, 0 = no return = not "
+                 "scored), as Marigold, BTS and ZoeDepth evaluate",
+    "depths": "NYUv2 depth ground truth: depths (in-painted by colorization, no holes; filled "
+              "pixels are scored): not comparable with rows computed on the raw depth",
+}
 
 
 def read_split(splits_mat: str | os.PathLike, split: str) -> list[int]:
@@ -66,7 +83,8 @@ class NYUv2Source(Source):
       split: "test" (654), "train" (795) or "all" (every image in the file).
       splits_mat: optional official splits.mat; without it the embedded test list is used.
       indices: explicit 1-based indices (overrides split).
-      depth_key: "depths" (in-painted, the benchmark ground truth) or "rawDepths".
+      depth_key: "depths" (in-painted, hole-free) or "rawDepths" (raw sensor, 0 = invalid:
+        what the depth benchmarks score, see `for_depth_benchmark`).
       normals_dir: optional folder of normals; normals_convention: their axes (None: "dsine"
         for PNG, "vision_banana" for .npy), see module docstring.
       skip_bad: see `Source`.
@@ -126,6 +144,20 @@ class NYUv2Source(Source):
         self.indices = chosen
         self.name = f"nyuv2/{label}"
 
+    @classmethod
+    def for_depth_benchmark(cls, mat_path: str | os.PathLike, *, depth: str = "raw",
+                            splits_mat: str | os.PathLike | None = None, **kwargs) -> "NYUv2Source":
+        """The 654-image test set as the depth benchmarks read it.
+
+        depth: "raw" (`rawDepths`, zero = invalid: Marigold / BTS / ZoeDepth) or "inpainted"
+        (`depths`). Other keyword arguments go to the constructor.
+        """
+        if depth not in BENCHMARK_DEPTH:
+            raise ValueError(f"NYUv2 benchmark depth {depth!r}; expected one of {sorted(BENCHMARK_DEPTH)}")
+        source = cls(mat_path, "test", splits_mat=splits_mat, depth_key=BENCHMARK_DEPTH[depth], **kwargs)
+        source.notes = (_DEPTH_NOTES[source.depth_key],)      # printed by the depth report
+        return source
+
     @staticmethod
     def _ref_to_str(f, ref) -> str:
         chars = np.asarray(f[ref]).ravel()
@@ -182,7 +214,7 @@ class NYUv2Source(Source):
             "classes": list(self.classes),
             "meta": {"dataset": "nyuv2", "id": f"{index:04d}", "index": index,
                      "mat_path": str(self.mat_path), "intrinsics": dict(INTRINSICS),
-                     "eval_crop": list(EIGEN_CROP)},
+                     "eval_crop": list(EIGEN_CROP), "depth_key": self.depth_key},
         }
         if self.normals_dir is not None:
             normals, path = self._normals(k)

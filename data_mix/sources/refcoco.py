@@ -1,4 +1,4 @@
-"""RefCOCO-family referring expressions (RefCOCOg UMD split by default).
+"""RefCOCO-family referring expressions (RefCOCOg UMD split by default; RefCOCO, RefCOCO+).
 
 On-disk format (lichengunc/refer): a dataset folder with
 
@@ -8,7 +8,15 @@ On-disk format (lichengunc/refer): a dataset folder with
     instances.json        COCO JSON (images, annotations, categories) of the referred objects
 
 plus the COCO train2014 images (`image_dir/COCO_train2014_{id:012d}.jpg`, named by
-instances.json). RefCOCOg's UMD split is `refs(umd).p` (val: 1300 images, 2573 objects). The
+instances.json). RefCOCOg's UMD split is `refs(umd).p` (val: 1300 images, 2573 objects); RefCOCO
+and RefCOCO+ ship `refs(unc).p` whose refs carry split "train", "val", "testA" (people) or
+"testB" (other objects).
+
+Splits select refs exactly as the REFER API's `getRefIds(split=...)` does: "train" / "val" by
+equality; "test" every ref whose split contains "test" (RefCOCO's testA + testB, RefCOCOg UMD's
+test); "testA" / "testB" / "testC" every ref whose split contains that letter (so a "testAB" ref
+counts in both); "testAB" / "testBC" / "testAC" by equality. RefCOCOg UMD's splits are plain
+"train" / "val" / "test", so its val and test stay exact. The
 pickles were written by Python 2; they are read with Python 3 defaults and, when a byte string
 is not ASCII, as raw bytes decoded as UTF-8 (latin-1 as a last resort).
 
@@ -28,7 +36,25 @@ from collections import defaultdict
 from data_mix.sources.base import RecordError
 from data_mix.sources.coco import _CocoBacked, ann_mask
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "testA", "testB", "testC", "testAB", "testBC", "testAC")
+
+
+def in_split(ref_split: str, split: str) -> bool:
+    """Whether a ref whose stored split is `ref_split` belongs to `split` (REFER's rule)."""
+    if split in ("testA", "testB", "testC"):
+        return split[-1] in ref_split
+    if split == "test":
+        return "test" in ref_split
+    return ref_split == split
+
+
+def dataset_name(refs_file: str | os.PathLike) -> str:
+    """"{folder}_{splitBy}" of a refer pickle path, e.g. refcoco+/refs(unc).p -> "refcoco+_unc"."""
+    path = pathlib.Path(refs_file)
+    stem = path.name
+    if stem.startswith("refs(") and stem.endswith(").p"):
+        return f"{path.parent.name}_{stem[5:-3]}"
+    return path.stem
 
 
 def load_refs(path: str | os.PathLike) -> list[dict]:
@@ -71,9 +97,10 @@ class RefCOCOSource(_CocoBacked):
       refs_file: e.g. refcocog/refs(umd).p.
       instances_file: e.g. refcocog/instances.json.
       image_dir: COCO train2014 image folder.
-      split: "train", "val" or "test".
+      split: one of SPLITS, selected as REFER does (module docstring).
       group_by: "ref" (one object per record) or "image" (all objects of an image).
-      dataset: name in meta / source name (default "refcocog_umd").
+      dataset: name in meta / source name (default: from the path, "{folder}_{splitBy}",
+        e.g. "refcocog_umd", "refcoco_unc").
       skip_bad: see `Source`.
 
     Record: image uint8 (H, W, 3); referring [{expressions, mask}]; meta {dataset, id, split,
@@ -82,7 +109,7 @@ class RefCOCOSource(_CocoBacked):
 
     def __init__(self, refs_file: str | os.PathLike, instances_file: str | os.PathLike,
                  image_dir: str | os.PathLike, split: str = "val", *, group_by: str = "ref",
-                 dataset: str = "refcocog_umd", skip_bad: bool = False):
+                 dataset: str | None = None, skip_bad: bool = False):
         super().__init__(skip_bad=skip_bad)
         if split not in SPLITS:
             raise ValueError(f"refer split {split!r}; expected one of {SPLITS}")
@@ -92,8 +119,8 @@ class RefCOCOSource(_CocoBacked):
         self.annotation_file = pathlib.Path(instances_file)
         self.image_dir = pathlib.Path(image_dir)
         self.split = split
-        self.dataset = dataset
-        refs = [r for r in load_refs(self.refs_file) if r.get("split") == split]
+        self.dataset = dataset or dataset_name(self.refs_file)
+        refs = [r for r in load_refs(self.refs_file) if in_split(str(r.get("split", "")), split)]
         if not refs:
             raise ValueError(f"{self.refs_file}: no refs with split {split!r}")
         missing = [k for k in ("ref_id", "ann_id", "image_id", "sentences") if k not in refs[0]]
@@ -115,7 +142,7 @@ class RefCOCOSource(_CocoBacked):
                 by_image[r["image_id"]].append(r)
             self.groups = [by_image[k] for k in sorted(by_image)]
         self.group_by = group_by
-        self.name = f"{dataset}/{split}"
+        self.name = f"{self.dataset}/{split}"
 
     def __len__(self) -> int:
         return len(self.groups)
