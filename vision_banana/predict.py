@@ -11,8 +11,9 @@ rounding may move a pixel by one level; the same call is bit-identical.) Ensembl
 (seed*K + k) and combines in decoded space: median depth, renormalized mean normals,
 per-pixel majority vote for label maps, mean for restored images.
 
-Also defines how a generator is built from a config and split into trainable parameters and
-the rest (`build_model`), which the trainer shares.
+How a generator is built from a config and split into trainable parameters and the rest
+(`build_model`, `abstract_model`, `load_config`, ...) lives in `vision_banana.model_factory`,
+which the trainer shares; those names stay importable from here.
 
 CLI: python -m vision_banana.predict --workdir W --image in.png --prompt "..." --out out.png
      [--task depth]  (also decode and save out.npy; `--help` for the sampler options)
@@ -21,9 +22,7 @@ CLI: python -m vision_banana.predict --workdir W --image in.png --prompt "..." -
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -32,122 +31,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 from tqdm import tqdm
 
 from vision_banana import checkpoint, sharding
+from vision_banana.model_factory import (  # noqa: F401 (re-exported: predict's old names)
+    BATCH_KEYS, abstract_model, build_model, load_config, make_sample_fn, resolution,
+    trainable_filter, xla_options)
 
-BATCH_KEYS = ("image", "has_image", "target", "tokens", "task_id")
-
-
-# ---------------------------------------------------------------------------------- model
-
-
-def xla_options(config) -> dict[str, Any]:
-    """`config.train.xla_options` ("name=value,name=value") as jit `compiler_options`.
-
-    Values are parsed as bool ("true"/"false"), int, float, else kept as strings, e.g.
-    "xla_backend_optimization_level=0" (fast compiles for smoke runs).
-    """
-    out: dict[str, Any] = {}
-    for item in filter(None, str(config.train.xla_options).split(",")):
-        name, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"train.xla_options item {item!r}: expected name=value")
-        raw = raw.strip()
-        value: Any = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for kind in (int, float):
-                try:
-                    value = kind(raw)
-                    break
-                except ValueError:
-                    pass
-        out[name.strip()] = value
-    return out
-
-
-def trainable_filter(pattern: str):
-    """nnx filter of the trained parameters.
-
-    The model's own `TRAINABLE` filter (every `nnx.Param` outside the autoencoder), narrowed
-    to the parameters whose "/"-joined path matches `pattern` (re.search; ".*" = all).
-    """
-    from vision_banana.models import TRAINABLE
-
-    regex = re.compile(pattern)
-
-    def matches(path, value) -> bool:
-        del value
-        return bool(regex.search("/".join(map(str, path))))
-
-    return nnx.All(TRAINABLE, matches)
-
-
-def build_model(config, *, seed: int | None = None):
-    """Build the generator and split it into (graphdef, params, model_state).
-
-    `params` are the trainable `nnx.Param`s (`config.train.trainable` regex on their path);
-    `model_state` is everything else (frozen parameters, non-parameter variables). Eager
-    sharding is off: shardings come from `sharding.tree_shardings` and jit `out_shardings`.
-    Call under `jax.eval_shape` / `nnx.eval_shape` for the abstract version.
-    """
-    from vision_banana.models.generator import build_generator
-
-    with nnx.use_eager_sharding(False):
-        model = build_generator(config.model, rngs=nnx.Rngs(int(config.seed if seed is None
-                                                                 else seed)))
-    graphdef, params, model_state = nnx.split(
-        model, trainable_filter(config.train.trainable), ...)
-    return graphdef, params, model_state
-
-
-def abstract_model(config):
-    """(graphdef, abstract params, abstract model_state, tokenizer); no memory is allocated."""
-    from vision_banana.models.generator import build_generator
-
-    with nnx.use_eager_sharding(False):
-        model = nnx.eval_shape(lambda: build_generator(config.model, rngs=nnx.Rngs(0)))
-    graphdef, params, model_state = nnx.split(
-        model, trainable_filter(config.train.trainable), ...)
-    if not jax.tree.leaves(params):
-        raise ValueError(f"config.train.trainable={config.train.trainable!r} matches no "
-                         f"parameter of the generator")
-    return graphdef, params, model_state, model.tokenizer
-
-
-def make_sample_fn(graphdef, rules, flow_config, *, num_steps: int, guidance: float,
-                   cfg_scale: float, mode: str, compiler_options: dict | None = None):
-    """jitted (params, model_state, batch, keys (B,)) -> uint8 (B, H, W, 3), per example.
-
-    The sampler sees one example at a time (vmap); the vmapped axis is sharded over the
-    `batch` rule's mesh axes, and inside the vmap the logical `batch` axis is unsharded.
-    """
-    from vision_banana import flow
-
-    batch_axes = sharding.batch_spec(rules)[0]
-    batch_axes = (batch_axes,) if isinstance(batch_axes, str) else batch_axes
-    inner_rules = tuple((n, None if n == "batch" else a) for n, a in sharding.activation_rules(
-        rules))
-
-    def one(params, model_state, example, key):
-        model = nnx.merge(graphdef, params, model_state)
-        example = jax.tree.map(lambda x: x[None], example)
-        return flow.sample(model, example, key, num_steps=num_steps, guidance=guidance,
-                           cfg_scale=cfg_scale if cfg_scale > 0 else None, mode=mode,
-                           config=flow_config)[0]
-
-    vmapped = jax.vmap(one, in_axes=(None, None, 0, 0),
-                       spmd_axis_name=batch_axes if batch_axes else None)
-
-    def fn(params, model_state, batch, keys):
-        with nnx.logical_axis_rules(inner_rules):
-            return vmapped(params, model_state, batch, keys)
-
-    return jax.jit(fn, compiler_options=compiler_options or None)
-
+_resolution = resolution  # the old private name (benchmarks, user scripts)
 
 class Restored(NamedTuple):
     """A trained generator restored from a workdir (`restore`); `nnx.merge(graphdef, params,
@@ -324,7 +215,7 @@ class Predictor:
         """Contract batch from images uint8 (B,H,W,3) (None = text-to-image) and prompts."""
         prompts = list(prompts)
         if images is None:
-            h, w = size or _resolution(self.config)
+            h, w = size or resolution(self.config)
             images = np.zeros((len(prompts), h, w, 3), np.uint8)
             has_image = np.zeros(len(prompts), bool)
         else:
@@ -381,21 +272,6 @@ class Predictor:
             members = [codec.decode(rgb[i * k + j], **s) for j in range(k)]
             out.append(combine(task, members) if k > 1 else members[0])
         return out
-
-
-def _resolution(config) -> tuple[int, int]:
-    res = config.data.resolution
-    return (int(res), int(res)) if np.isscalar(res) else (int(res[0]), int(res[1]))
-
-
-def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """The config a run saved as `<workdir>/config.json` (locked, as trained)."""
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a training workdir")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    config.lock()
-    return config
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -471,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     predictor = Predictor.from_workdir(args.workdir, step=args.step, use_ema=not args.no_ema,
                                        num_steps=args.num_steps, guidance=args.guidance,
                                        mode=args.mode)
-    size = _resolution(predictor.config)
+    size = resolution(predictor.config)
     images, input_size = None, size
     if args.image:
         bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
