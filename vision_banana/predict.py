@@ -15,6 +15,11 @@ How a generator is built from a config and split into trainable parameters and t
 (`build_model`, `abstract_model`, `load_config`, ...) lives in `vision_banana.model_factory`,
 which the trainer shares; those names stay importable from here.
 
+One inference geometry: `predict_maps` takes inputs of any size, letterboxes them to the
+model's resolution and brings each decoded output back to its input's size with one resampling
+policy per output kind (`tasks.geometry`). The CLI and every benchmark's checkpoint path
+(`eval.from_checkpoint`) go through it, so they produce the same maps from the same checkpoint.
+
 CLI: python -m vision_banana.predict --workdir W --image in.png --prompt "..." --out out.png
      [--task depth]  (also decode and save out.npy; `--help` for the sampler options)
 """
@@ -24,16 +29,20 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from vision_banana import checkpoint, sharding
+import tasks
+from tasks import geometry
+from vision_banana import checkpoint, cli_flags, prompt_check, sharding
 from vision_banana.model_factory import (  # noqa: F401 (re-exported: predict's old names)
     BATCH_KEYS, abstract_model, build_model, load_config, make_sample_fn, resolution,
     trainable_filter, xla_options)
@@ -247,19 +256,21 @@ class Predictor:
                         seeds: Sequence[int] | None = None) -> list[Any]:
         """Generate, decode with `tasks.get(task).decode(rgb, **spec)`, ensemble K seeds.
 
+        images: uint8 (B,H,W,3) at the model's resolution (see `predict_maps` for any size),
+          or None for text-to-image.
         spec: decode arguments for all examples, one dict per example, or None to parse each
           prompt (`codec.parse_prompt`).
         seeds: base seed per example (default 0..B-1); member k uses seed*K + k.
         Returns one decoded prediction per example (depth (H,W) float32 metres, normals
         (H,W,3) float32, label maps int, ...), combined over the K members by `combine`.
         """
-        import tasks
+        return self._generate_decoded(images, prompts, task, spec, ensemble, seeds)[1]
 
+    def _generate_decoded(self, images, prompts, task, spec, ensemble, seeds):
+        """(rgb uint8 (B*K,h,w,3) example-major, [decoded per example]) of `predict_decoded`."""
         codec = tasks.get(task)
         prompts = list(prompts)
-        k = int(ensemble)
-        if k < 1:
-            raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+        k = check_ensemble(task, ensemble)
         specs = (spec if isinstance(spec, Sequence) else [spec] * len(prompts))
         specs = [s if s is not None else codec.parse_prompt(p) for s, p in zip(specs, prompts)]
         base = list(range(len(prompts))) if seeds is None else [int(s) for s in seeds]
@@ -271,109 +282,176 @@ class Predictor:
         for i, s in enumerate(specs):
             members = [codec.decode(rgb[i * k + j], **s) for j in range(k)]
             out.append(combine(task, members) if k > 1 else members[0])
-        return out
+        return rgb, out
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(h, w) the generator works at (`config.data.resolution`)."""
+        return resolution(self.config)
+
+    def letterbox(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[geometry.Box]]:
+        """Inputs uint8 (H_i, W_i, 3) of any sizes -> (uint8 (B, h, w, 3) canvases at the model's
+        resolution, boxes): each scaled to fit, aspect ratio kept, centred on black
+        (`tasks.geometry.letterbox`), as training's `data_mix.transforms.fit` keeps the aspect."""
+        boxed = [geometry.letterbox(np.asarray(im), self.resolution) for im in images]
+        h, w = self.resolution
+        canvases = (np.stack([c for c, _ in boxed]) if boxed
+                    else np.zeros((0, h, w, 3), np.uint8))
+        return canvases, [box for _, box in boxed]
+
+    def predict_maps(self, images: Sequence[np.ndarray], prompts: Sequence[str], task: str,
+                     spec: dict | Sequence[dict] | None = None, ensemble: int = 1,
+                     seeds: Sequence[int] | None = None, *, return_rgb: bool = False):
+        """Decoded predictions at each input's own size: the one inference geometry.
+
+        images: uint8 (H_i, W_i, 3) each, any sizes; letterboxed to the model's resolution
+          (`letterbox`), generated and decoded as `predict_decoded` does (spec, ensemble K,
+          seeds: member k of example i uses seeds[i]*K + k), the letterbox cut away and the
+          decoded map brought back to (H_i, W_i) with the task's resampling
+          (`tasks.geometry.RESIZE_KIND`: nearest for labels, masks and instance masks;
+          finite-only bilinear for depth, +inf sky by nearest; bilinear + renormalised
+          normals; bilinear RGB).
+        Returns [decoded at (H_i, W_i)], and with return_rgb also the generated images
+        uint8 (B*K, h, w, 3) at the model's resolution (example-major, letterbox included).
+        """
+        images = [np.asarray(im) for im in images]
+        canvases, boxes = self.letterbox(images)
+        rgb, decoded = self._generate_decoded(canvases, prompts, task, spec, ensemble, seeds)
+        maps = [geometry.unletterbox(d, box, im.shape[:2], task)
+                for d, box, im in zip(decoded, boxes, images, strict=True)]
+        return (maps, rgb) if return_rgb else maps
+
+
+def check_ensemble(task: str, ensemble: int) -> int:
+    """`ensemble` as an int >= 1, refused (ValueError) below 1 and for instance outputs (each
+    sample picks its own instance colors, so members cannot be matched)."""
+    k = int(ensemble)
+    if k < 1:
+        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    if task == "instance" and k > 1:
+        raise ValueError("instance outputs cannot be ensembled (each sample picks its own "
+                         "colors); use ensemble 1")
+    return k
 
 
 # ---------------------------------------------------------------------------------- CLI
 
-
-def _fit_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 (H, W, 3) resized to the model's (h, w) (area when shrinking, linear otherwise)."""
-    import cv2
-
-    h, w = size
-    if rgb.shape[:2] == (h, w):
-        return rgb
-    shrink = h * w < rgb.shape[0] * rgb.shape[1]
-    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+_PROG = "python -m vision_banana.predict"
 
 
-def _back_to(decoded: np.ndarray, size: tuple[int, int], task: str) -> np.ndarray:
-    """A decoded map at the model size brought to the input's (H, W): nearest for labels and
-    masks, linear for depth (infinite sky by nearest), linear + renormalised for normals."""
-    import cv2
-
-    h, w = size
-    arr = np.asarray(decoded)
-    if arr.shape[:2] == (h, w):
-        return arr
-    if task in ("depth", "normals", "restoration"):
-        finite = np.where(np.isfinite(arr), arr, 0).astype(np.float32)
-        out = cv2.resize(finite, (w, h), interpolation=cv2.INTER_LINEAR)
-        if task == "depth":
-            sky = cv2.resize((~np.isfinite(arr)).astype(np.uint8), (w, h),
-                             interpolation=cv2.INTER_NEAREST).astype(bool)
-            return np.where(sky, np.inf, out).astype(np.float32)
-        if task == "normals":
-            norm = np.linalg.norm(out, axis=-1, keepdims=True)
-            return np.where(norm > 0, out / np.maximum(norm, 1e-12), 0).astype(np.float32)
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        return cv2.resize(arr.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
-    return arr  # instance results and the like: kept at the model size
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    import cv2
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog="The input is resized to the run's training resolution; the output PNG is "
-               "written at that resolution, and with --task the decoded map is also saved as "
-               "OUT.npy at the input's size (depth: float32 metres, inf = sky; normals: float32 "
-               "(H, W, 3) unit vectors, x right, y up, z toward the camera; semantic / "
-               "referring / binary: int label maps).")
+        prog=_PROG, description=__doc__.split("\n")[0],
+        epilog="The input is letterboxed to the run's training resolution (scaled to fit, aspect "
+               "ratio kept, centred on black); the output PNG is the generated image at that "
+               "resolution (with --ensemble K, its first member, seed SEED*K). With --task the "
+               "decoded map is also saved beside it at the input's size, the letterbox cut away: "
+               "OUT.npy (depth: float32 metres, inf = sky; normals: float32 (H, W, 3) unit "
+               "vectors, x right, y up, z toward the camera; semantic / referring / binary: int "
+               "label maps; restoration: uint8 RGB), or OUT.npz for instance (masks bool "
+               "(N, H, W), scores, colors). Every argument is checked before the model loads. "
+               "Old underscore spellings (--no_ema, --num_steps) still work, with a notice.")
     p.add_argument("--workdir", required=True, help="training run directory")
-    p.add_argument("--image", help="input image (PNG/JPEG); omit for text-to-image")
+    p.add_argument("--image", help="input image (PNG/JPEG, any size); omit for text-to-image")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--out", required=True, help="output PNG (its folder must exist)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    p.add_argument("--no_ema", action="store_true", help="use the raw weights, not the EMA")
-    p.add_argument("--num_steps", type=int, default=None, help="sampler steps (default: config)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    p.add_argument("--num-steps", type=int, default=None,
+                   help="sampler steps (default: config)")
     p.add_argument("--mode", choices=("euler", "onestep"), default=None,
                    help="sampler: Euler from noise, or the deterministic one-step perception "
                         "mode (default: config.predict.mode)")
     p.add_argument("--guidance", type=float, default=None,
                    help="distilled guidance for guidance-embedded transformers (default: config)")
     p.add_argument("--task", default=None,
-                   help="also decode with this codec (depth, normals, semantic, referring, "
-                        "binary, restoration, ...) and save OUT.npy; decode arguments are "
-                        "parsed from the prompt")
+                   help=f"also decode with this codec ({', '.join(tasks.names())}) and save "
+                        "OUT.npy; decode arguments are parsed from the prompt (label-map tasks "
+                        "need a readable class -> color mapping in it)")
     p.add_argument("--ensemble", type=int, default=1,
-                   help="with --task: combine this many seeds in decoded space")
-    args = p.parse_args(argv)
+                   help="with --task: combine this many seeds in decoded space (>= 1)")
+    return p
 
-    predictor = Predictor.from_workdir(args.workdir, step=args.step, use_ema=not args.no_ema,
-                                       num_steps=args.num_steps, guidance=args.guidance,
-                                       mode=args.mode)
-    size = resolution(predictor.config)
-    images, input_size = None, size
+
+def _checked(args) -> tuple[np.ndarray | None, dict | None]:
+    """Every argument checked before any loading or generating; returns (the input image
+    uint8 (H, W, 3) or None, the decode spec or None). Raises ValueError (one line)."""
+    if args.ensemble < 1:
+        raise ValueError(f"--ensemble {args.ensemble}: must be >= 1")
+    if args.num_steps is not None and args.num_steps < 1:
+        raise ValueError(f"--num-steps {args.num_steps}: must be >= 1")
+    spec = None
+    if args.task is not None:
+        if args.task not in tasks.names():
+            raise ValueError(f"--task {args.task!r}: unknown codec; known: "
+                             f"{', '.join(tasks.names())}")
+        check_ensemble(args.task, args.ensemble)
+        spec = prompt_check.decode_spec(args.task, args.prompt)
+    elif args.ensemble > 1:
+        raise ValueError("--ensemble needs --task (members are combined in decoded space)")
+    out = pathlib.Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out {args.out}: expected a .png file name")
+    folder = out.parent if str(out.parent) else pathlib.Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"--out {args.out}: folder {folder} does not exist")
+    try:  # a real write: permission bits say nothing for root, nor for read-only mounts
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-").close()
+    except OSError as e:
+        raise ValueError(f"--out {args.out}: folder {folder} is not writable "
+                         f"({e.strerror})") from None
+    if out.is_dir():
+        raise ValueError(f"--out {args.out}: is a folder, expected a .png file name")
+    load_config(args.workdir)  # not a training workdir -> FileNotFoundError naming config.json
+    image = None
     if args.image:
+        if not pathlib.Path(args.image).is_file():
+            raise ValueError(f"--image {args.image}: no such file")
         bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
         if bgr is None:
-            sys.exit(f"cannot read image {args.image}")
-        rgb_in = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        input_size = rgb_in.shape[:2]
-        images = _fit_input(rgb_in, size)[None]
-    rgb = predictor(images, [args.prompt], [args.seed])[0]
-    if not cv2.imwrite(args.out, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        sys.exit(f"cannot write {args.out}")
-    print(f"wrote {args.out} ({rgb.shape[1]}x{rgb.shape[0]}) from step {predictor.step}")
-    if args.task:
-        if args.ensemble > 1:
-            decoded = predictor.predict_decoded(images, [args.prompt], args.task,
-                                                ensemble=args.ensemble, seeds=[args.seed])[0]
-        else:  # the image just written, decoded with the prompt's arguments
-            import tasks
+            raise ValueError(f"--image {args.image}: not a readable image")
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image, spec
 
-            codec = tasks.get(args.task)
-            decoded = codec.decode(rgb, **codec.parse_prompt(args.prompt))
-        decoded = _back_to(decoded, input_size, args.task)
-        out = str(pathlib.Path(args.out).with_suffix(".npy"))
-        np.save(out, decoded)
-        print(f"wrote {out} ({args.task}, {np.asarray(decoded).dtype} "
-              f"{tuple(np.asarray(decoded).shape)})")
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = cli_flags.parse_args(_parser(), argv)
+    try:
+        image, spec = _checked(args)
+        predictor = Predictor.from_workdir(args.workdir, step=args.step,
+                                           use_ema=not args.no_ema, num_steps=args.num_steps,
+                                           guidance=args.guidance, mode=args.mode)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        sys.exit(f"{_PROG}: error: {e.args[0] if e.args else e}")
+    decoded = None
+    if args.task and image is not None:
+        maps, rgb = predictor.predict_maps([image], [args.prompt], args.task, spec=[spec],
+                                           ensemble=args.ensemble, seeds=[args.seed],
+                                           return_rgb=True)
+        decoded = maps[0]
+    elif args.task:  # text-to-image, decoded at the model's resolution
+        rgb, maps = predictor._generate_decoded(None, [args.prompt], args.task, [spec],
+                                                args.ensemble, [args.seed])
+        decoded = maps[0]
+    else:
+        canvases = predictor.letterbox([image])[0] if image is not None else None
+        rgb = predictor(canvases, [args.prompt], [args.seed])
+    if not cv2.imwrite(args.out, cv2.cvtColor(rgb[0], cv2.COLOR_RGB2BGR)):
+        sys.exit(f"{_PROG}: error: cannot write {args.out}")
+    print(f"wrote {args.out} ({rgb.shape[2]}x{rgb.shape[1]}) from step {predictor.step}")
+    if decoded is None:
+        return
+    if args.task == "instance":
+        out = str(pathlib.Path(args.out).with_suffix(".npz"))
+        np.savez(out, masks=decoded.masks, scores=decoded.scores, colors=decoded.colors)
+        print(f"wrote {out} (instance, {len(decoded.scores)} masks of "
+              f"{tuple(decoded.masks.shape[1:])})")
+        return
+    out = str(pathlib.Path(args.out).with_suffix(".npy"))
+    np.save(out, decoded)
+    print(f"wrote {out} ({args.task}, {np.asarray(decoded).dtype} "
+          f"{tuple(np.asarray(decoded).shape)})")
 
 
 if __name__ == "__main__":
