@@ -7,12 +7,21 @@
 Commands declare their flags with hyphens (argparse gives `args.num_steps` either way). The
 underscore spellings of earlier releases are rewritten to the declared flag before parsing,
 each with one deprecation line on stderr, so old scripts keep working while they are updated.
+
+Argument checks that commands run before any loading or generating (each raises ValueError
+with one line naming the flag, the value and what was expected):
+
+    cli_flags.at_least("--ensemble", args.ensemble, 1)
+    out = cli_flags.output_file("--out", args.out, (".png",))   # folder exists and is writable
+    cli_flags.input_file("--image", args.image)
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
+import tempfile
 from collections.abc import Sequence
 
 
@@ -43,3 +52,33 @@ def parse_args(parser: argparse.ArgumentParser,
                argv: Sequence[str] | None = None) -> argparse.Namespace:
     """`parser.parse_args` of argv (default sys.argv[1:]) after `hyphenate`."""
     return parser.parse_args(hyphenate(sys.argv[1:] if argv is None else argv, parser))
+
+
+def at_least(flag: str, value: float | None, minimum: float) -> None:
+    """ValueError unless `value` is None (not given) or >= minimum."""
+    if value is not None and value < minimum:
+        raise ValueError(f"{flag} {value}: must be >= {minimum}")
+
+
+def output_file(flag: str, path: str, suffixes: Sequence[str]) -> pathlib.Path:
+    """`path` as a file to write: one of `suffixes` (lower case, with the dot), not a folder,
+    in an existing folder that accepts a new file (tried for real: permission bits say nothing
+    for root, nor for read-only mounts)."""
+    out = pathlib.Path(path)
+    if out.suffix.lower() not in suffixes or out.is_dir():
+        raise ValueError(f"{flag} {path}: expected a {' / '.join(suffixes)} file name")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: folder {folder} does not exist")
+    try:
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-").close()
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: folder {folder} is not writable ({e.strerror})") from None
+    return out
+
+
+def input_file(flag: str, path: str) -> pathlib.Path:
+    """`path` as an existing file to read."""
+    if not pathlib.Path(path).is_file():
+        raise ValueError(f"{flag} {path}: no such file")
+    return pathlib.Path(path)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -377,10 +376,8 @@ def _parser() -> argparse.ArgumentParser:
 def _checked(args) -> tuple[np.ndarray | None, dict | None]:
     """Every argument checked before any loading or generating; returns (the input image
     uint8 (H, W, 3) or None, the decode spec or None). Raises ValueError (one line)."""
-    if args.ensemble < 1:
-        raise ValueError(f"--ensemble {args.ensemble}: must be >= 1")
-    if args.num_steps is not None and args.num_steps < 1:
-        raise ValueError(f"--num-steps {args.num_steps}: must be >= 1")
+    cli_flags.at_least("--ensemble", args.ensemble, 1)
+    cli_flags.at_least("--num-steps", args.num_steps, 1)
     spec = None
     if args.task is not None:
         if args.task not in tasks.names():
@@ -390,25 +387,11 @@ def _checked(args) -> tuple[np.ndarray | None, dict | None]:
         spec = prompt_check.decode_spec(args.task, args.prompt)
     elif args.ensemble > 1:
         raise ValueError("--ensemble needs --task (members are combined in decoded space)")
-    out = pathlib.Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out {args.out}: expected a .png file name")
-    folder = out.parent if str(out.parent) else pathlib.Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"--out {args.out}: folder {folder} does not exist")
-    try:  # a real write: permission bits say nothing for root, nor for read-only mounts
-        tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-").close()
-    except OSError as e:
-        raise ValueError(f"--out {args.out}: folder {folder} is not writable "
-                         f"({e.strerror})") from None
-    if out.is_dir():
-        raise ValueError(f"--out {args.out}: is a folder, expected a .png file name")
+    cli_flags.output_file("--out", args.out, (".png",))
     load_config(args.workdir)  # not a training workdir -> FileNotFoundError naming config.json
     image = None
     if args.image:
-        if not pathlib.Path(args.image).is_file():
-            raise ValueError(f"--image {args.image}: no such file")
-        bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
+        bgr = cv2.imread(str(cli_flags.input_file("--image", args.image)), cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"--image {args.image}: not a readable image")
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
