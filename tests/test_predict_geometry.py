@@ -21,10 +21,18 @@ PROMPTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def predictor(tiny_workdir):
+    """The benchmarks' checkpoint loader, with their default options (--step, --no-ema, ...)."""
+    args = argparse.Namespace(workdir=tiny_workdir, step=None, no_ema=False, num_steps=None)
+    return from_checkpoint.load_predictor(args)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task,size", [("depth", (30, 22)), ("normals", (20, 44)),
                                        ("semantic", (30, 22))])
-def test_cli_and_benchmark_path_give_identical_maps(tiny_workdir, tmp_path, task, size):
+def test_cli_and_benchmark_path_give_identical_maps(tiny_workdir, predictor, tmp_path, task,
+                                                    size):
     image = np.random.default_rng(len(task)).integers(0, 256, size + (3,), dtype=np.uint8)
     src, out = tmp_path / "in.png", tmp_path / "out.png"
     cv2.imwrite(str(src), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -33,8 +41,6 @@ def test_cli_and_benchmark_path_give_identical_maps(tiny_workdir, tmp_path, task
                   "--out", str(out), "--task", task, "--seed", "0"])
     from_cli = np.load(tmp_path / "out.npy")
 
-    args = argparse.Namespace(workdir=tiny_workdir, step=None, no_ema=False, num_steps=None)
-    predictor = from_checkpoint.load_predictor(args)
     # The decode arguments a benchmark job carries: here, what the prompt states.
     job = from_checkpoint.Job("0", image, prompt, tasks.get(task).parse_prompt(prompt))
     [(_, from_benchmark)] = list(from_checkpoint.predict(predictor, [job], task, batch_size=1,
