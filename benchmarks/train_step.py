@@ -35,7 +35,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from vision_banana import optim, predict, sharding, train
+from vision_banana import model_factory, optim, sharding, train
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 
@@ -51,7 +51,7 @@ _TEXT_ENCODER = re.compile(r"^text_encoder/")
 def count_flops(config, params) -> dict[str, float]:
     """Model FLOPs of one training step for `config` (see the module docstring)."""
     m = config.model
-    h, w = predict._resolution(config)
+    h, w = model_factory.resolution(config)
     factor = 2 * (m.autoencoder.patch_size if m.autoencoder.kind == "patch"
                   else 2 ** (len(m.autoencoder.ch_mult) - 1))
     n_target = (h // factor) * (w // factor)

@@ -20,7 +20,8 @@ Readers return numpy arrays in the project's conventions:
 Resizing to the ground truth's size (predictions made at a lower resolution, same aspect):
 label maps and masks by nearest neighbour (labels are exact), depth bilinearly as Marigold
 resizes predictions (+inf sky pixels carried by nearest, so no finite depth is invented next
-to them), normals bilinearly then renormalized, RGB bilinearly. A prediction whose aspect
+to them), normals bilinearly then renormalized, RGB bilinearly: `tasks.geometry`'s policies,
+the ones the Predictor applies to its own outputs. A prediction whose aspect
 ratio differs from the ground truth's by more than 2 % is an error: that is a misaligned
 prediction, not a low-resolution one.
 """
@@ -35,6 +36,11 @@ import re
 
 import cv2
 import numpy as np
+
+# The resampling policies are shared with the Predictor's letterbox geometry (one per output
+# kind); re-exported here under their historical names.
+from tasks.geometry import (  # noqa: F401
+    RESIZERS, nearest_indices, resize_depth, resize_nearest, resize_normals, resize_rgb)
 
 #: Normal conventions of prediction files (see `read_normals`).
 NORMAL_CONVENTIONS = ("vision_banana", "opencv", "dsine", "omnidata")
@@ -288,61 +294,6 @@ def check_aspect(shape: tuple[int, ...], target: tuple[int, int], name: str) -> 
     if h <= 0 or w <= 0 or abs((w / h) / (tw / th) - 1) > MAX_ASPECT_DIFFERENCE:
         raise ValueError(f"prediction {name} is {h}x{w} but the ground truth is {th}x{tw}: "
                          "a lower-resolution prediction must keep the aspect ratio")
-
-
-def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of each output pixel for nearest-neighbour resizing (pixel centres)."""
-    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp), n_in - 1)
-
-
-def resize_nearest(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, ...) -> (h, w, ...) by nearest neighbour, any dtype (labels, masks)."""
-    arr = np.asarray(arr)
-    if arr.shape[:2] == tuple(size):
-        return arr
-    return arr[nearest_indices(arr.shape[0], size[0])][:, nearest_indices(arr.shape[1], size[1])]
-
-
-def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """float32 (H, W) metres -> (h, w): bilinear over finite values, non-finite by nearest."""
-    depth = np.asarray(depth, np.float32)
-    if depth.shape == tuple(size):
-        return depth
-    finite = np.isfinite(depth)
-    hw = (size[1], size[0])
-    if finite.all():
-        return cv2.resize(depth, hw, interpolation=cv2.INTER_LINEAR)
-    # Normalized bilinear: only finite neighbours contribute, so no value is blended with inf.
-    weight = finite.astype(np.float32)
-    num = cv2.resize(np.where(finite, depth, 0).astype(np.float32), hw, interpolation=cv2.INTER_LINEAR)
-    den = cv2.resize(weight, hw, interpolation=cv2.INTER_LINEAR)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (num / den).astype(np.float32)
-    far = resize_nearest(~finite, size) | ~(den > 0)
-    out[far] = resize_nearest(depth, size)[far]
-    return out
-
-
-def resize_normals(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """float32 (H, W, 3) -> (h, w, 3): bilinear per component, renormalized."""
-    normals = np.asarray(normals, np.float32)
-    if normals.shape[:2] == tuple(size):
-        return normals
-    return normalize(cv2.resize(normals, (size[1], size[0]), interpolation=cv2.INTER_LINEAR))
-
-
-def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 (H, W, 3) -> (h, w, 3): area averaging when shrinking, bilinear otherwise."""
-    image = np.asarray(image)
-    if image.shape[:2] == tuple(size):
-        return image
-    shrink = size[0] < image.shape[0] and size[1] < image.shape[1]
-    return cv2.resize(image, (size[1], size[0]),
-                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-RESIZERS = {"nearest": resize_nearest, "depth": resize_depth, "normals": resize_normals,
-            "rgb": resize_rgb}
 
 
 def to_size(pred: np.ndarray, size: tuple[int, int], kind: str, name: str) -> np.ndarray:

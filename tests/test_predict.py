@@ -100,7 +100,8 @@ def test_cli_writes_png(workdir, tmp_path, predictor):
 @pytest.mark.slow
 def test_cli_resizes_the_input_and_saves_the_decoded_map(workdir, tmp_path, predictor):
     """A 30x22 photo (not a multiple of the patch size) goes in; depth in metres comes out at
-    the photo's size, equal to decoding the written PNG and resizing it."""
+    the photo's size, equal to decoding the written PNG (the letterboxed generation) and
+    bringing the letterbox's inside back to the photo's size."""
     src, out = tmp_path / "photo.png", tmp_path / "depth.png"
     photo = np.random.default_rng(5).integers(0, 256, (30, 22, 3), dtype=np.uint8)
     cv2.imwrite(str(src), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
@@ -112,6 +113,8 @@ def test_cli_resizes_the_input_and_saves_the_decoded_map(workdir, tmp_path, pred
     depth = np.load(tmp_path / "depth.npy")
     assert depth.shape == (30, 22) and depth.dtype == np.float32
     import tasks
+    from tasks import geometry
 
-    expected = predict._back_to(tasks.get("depth").decode(written), (30, 22), "depth")
+    _, box = geometry.letterbox(photo, (16, 16))
+    expected = geometry.unletterbox(tasks.get("depth").decode(written), box, (30, 22), "depth")
     np.testing.assert_array_equal(depth, expected)

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from vision_banana import metrics_io, predict, sharding
+from vision_banana import metrics_io, model_factory, predict, sharding
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ def load_heldout(config, tokenizer, split: str, num_batches: int) -> list[HeldOu
     out = []
     for _ in range(num_batches):
         batch = next(it)
-        out.append(HeldOut({k: batch[k] for k in predict.BATCH_KEYS}, list(it.last_prompts),
+        out.append(HeldOut({k: batch[k] for k in model_factory.BATCH_KEYS}, list(it.last_prompts),
                            list(it.last_tasks), list(it.last_meta)))
     it.close()
     return out
@@ -101,7 +101,7 @@ class HeldoutLoss:
             model = nnx.merge(graphdef, params, model_state)
             return flow.training_loss(model, batch, key, config.flow)[1]["per_example_loss"]
 
-        self._fn = jax.jit(per_example, compiler_options=predict.xla_options(config) or None)
+        self._fn = jax.jit(per_example, compiler_options=model_factory.xla_options(config) or None)
 
     def run(self, ctx: EvalContext) -> Iterator[tuple[str, float]]:
         losses, task_ids = [], []

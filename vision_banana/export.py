@@ -31,6 +31,8 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
+from vision_banana import cli_flags
+
 BFL_NAME = "flux1-tuned.safetensors"
 RECORD = "export.json"
 
@@ -90,10 +92,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", choices=("diffusers", "bfl"), default="diffusers")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    p.add_argument("--no_ema", action="store_true", help="export the raw weights, not the EMA")
+    p.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--dtype", default=None,
                    help="stored dtype, e.g. bfloat16 (default: as trained, float32)")
-    args = p.parse_args(argv)
+    args = cli_flags.parse_args(p, argv)  # --no_ema: the old spelling, still accepted
 
     from launch import distributed
 

@@ -11,8 +11,14 @@ rounding may move a pixel by one level; the same call is bit-identical.) Ensembl
 (seed*K + k) and combines in decoded space: median depth, renormalized mean normals,
 per-pixel majority vote for label maps, mean for restored images.
 
-Also defines how a generator is built from a config and split into trainable parameters and
-the rest (`build_model`), which the trainer shares.
+How a generator is built from a config and split into trainable parameters and the rest
+(`build_model`, `abstract_model`, `load_config`, ...) lives in `vision_banana.model_factory`,
+which the trainer shares; those names stay importable from here.
+
+One inference geometry: `predict_maps` takes inputs of any size, letterboxes them to the
+model's resolution and brings each decoded output back to its input's size with one resampling
+policy per output kind (`tasks.geometry`). The CLI and every benchmark's checkpoint path
+(`eval.from_checkpoint`) go through it, so they produce the same maps from the same checkpoint.
 
 CLI: python -m vision_banana.predict --workdir W --image in.png --prompt "..." --out out.png
      [--task depth]  (also decode and save out.npy; `--help` for the sampler options)
@@ -21,133 +27,26 @@ CLI: python -m vision_banana.predict --workdir W --image in.png --prompt "..." -
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 from tqdm import tqdm
 
-from vision_banana import checkpoint, sharding
+import tasks
+from tasks import geometry
+from vision_banana import checkpoint, cli_flags, prompt_check, sharding
+from vision_banana.model_factory import (  # noqa: F401 (re-exported: predict's old names)
+    BATCH_KEYS, abstract_model, build_model, load_config, make_sample_fn, resolution,
+    trainable_filter, xla_options)
 
-BATCH_KEYS = ("image", "has_image", "target", "tokens", "task_id")
-
-
-# ---------------------------------------------------------------------------------- model
-
-
-def xla_options(config) -> dict[str, Any]:
-    """`config.train.xla_options` ("name=value,name=value") as jit `compiler_options`.
-
-    Values are parsed as bool ("true"/"false"), int, float, else kept as strings, e.g.
-    "xla_backend_optimization_level=0" (fast compiles for smoke runs).
-    """
-    out: dict[str, Any] = {}
-    for item in filter(None, str(config.train.xla_options).split(",")):
-        name, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"train.xla_options item {item!r}: expected name=value")
-        raw = raw.strip()
-        value: Any = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for kind in (int, float):
-                try:
-                    value = kind(raw)
-                    break
-                except ValueError:
-                    pass
-        out[name.strip()] = value
-    return out
-
-
-def trainable_filter(pattern: str):
-    """nnx filter of the trained parameters.
-
-    The model's own `TRAINABLE` filter (every `nnx.Param` outside the autoencoder), narrowed
-    to the parameters whose "/"-joined path matches `pattern` (re.search; ".*" = all).
-    """
-    from vision_banana.models import TRAINABLE
-
-    regex = re.compile(pattern)
-
-    def matches(path, value) -> bool:
-        del value
-        return bool(regex.search("/".join(map(str, path))))
-
-    return nnx.All(TRAINABLE, matches)
-
-
-def build_model(config, *, seed: int | None = None):
-    """Build the generator and split it into (graphdef, params, model_state).
-
-    `params` are the trainable `nnx.Param`s (`config.train.trainable` regex on their path);
-    `model_state` is everything else (frozen parameters, non-parameter variables). Eager
-    sharding is off: shardings come from `sharding.tree_shardings` and jit `out_shardings`.
-    Call under `jax.eval_shape` / `nnx.eval_shape` for the abstract version.
-    """
-    from vision_banana.models.generator import build_generator
-
-    with nnx.use_eager_sharding(False):
-        model = build_generator(config.model, rngs=nnx.Rngs(int(config.seed if seed is None
-                                                                 else seed)))
-    graphdef, params, model_state = nnx.split(
-        model, trainable_filter(config.train.trainable), ...)
-    return graphdef, params, model_state
-
-
-def abstract_model(config):
-    """(graphdef, abstract params, abstract model_state, tokenizer); no memory is allocated."""
-    from vision_banana.models.generator import build_generator
-
-    with nnx.use_eager_sharding(False):
-        model = nnx.eval_shape(lambda: build_generator(config.model, rngs=nnx.Rngs(0)))
-    graphdef, params, model_state = nnx.split(
-        model, trainable_filter(config.train.trainable), ...)
-    if not jax.tree.leaves(params):
-        raise ValueError(f"config.train.trainable={config.train.trainable!r} matches no "
-                         f"parameter of the generator")
-    return graphdef, params, model_state, model.tokenizer
-
-
-def make_sample_fn(graphdef, rules, flow_config, *, num_steps: int, guidance: float,
-                   cfg_scale: float, mode: str, compiler_options: dict | None = None):
-    """jitted (params, model_state, batch, keys (B,)) -> uint8 (B, H, W, 3), per example.
-
-    The sampler sees one example at a time (vmap); the vmapped axis is sharded over the
-    `batch` rule's mesh axes, and inside the vmap the logical `batch` axis is unsharded.
-    """
-    from vision_banana import flow
-
-    batch_axes = sharding.batch_spec(rules)[0]
-    batch_axes = (batch_axes,) if isinstance(batch_axes, str) else batch_axes
-    inner_rules = tuple((n, None if n == "batch" else a) for n, a in sharding.activation_rules(
-        rules))
-
-    def one(params, model_state, example, key):
-        model = nnx.merge(graphdef, params, model_state)
-        example = jax.tree.map(lambda x: x[None], example)
-        return flow.sample(model, example, key, num_steps=num_steps, guidance=guidance,
-                           cfg_scale=cfg_scale if cfg_scale > 0 else None, mode=mode,
-                           config=flow_config)[0]
-
-    vmapped = jax.vmap(one, in_axes=(None, None, 0, 0),
-                       spmd_axis_name=batch_axes if batch_axes else None)
-
-    def fn(params, model_state, batch, keys):
-        with nnx.logical_axis_rules(inner_rules):
-            return vmapped(params, model_state, batch, keys)
-
-    return jax.jit(fn, compiler_options=compiler_options or None)
-
+_resolution = resolution  # the old private name (benchmarks, user scripts)
 
 class Restored(NamedTuple):
     """A trained generator restored from a workdir (`restore`); `nnx.merge(graphdef, params,
@@ -324,7 +223,7 @@ class Predictor:
         """Contract batch from images uint8 (B,H,W,3) (None = text-to-image) and prompts."""
         prompts = list(prompts)
         if images is None:
-            h, w = size or _resolution(self.config)
+            h, w = size or resolution(self.config)
             images = np.zeros((len(prompts), h, w, 3), np.uint8)
             has_image = np.zeros(len(prompts), bool)
         else:
@@ -356,19 +255,21 @@ class Predictor:
                         seeds: Sequence[int] | None = None) -> list[Any]:
         """Generate, decode with `tasks.get(task).decode(rgb, **spec)`, ensemble K seeds.
 
+        images: uint8 (B,H,W,3) at the model's resolution (see `predict_maps` for any size),
+          or None for text-to-image.
         spec: decode arguments for all examples, one dict per example, or None to parse each
           prompt (`codec.parse_prompt`).
         seeds: base seed per example (default 0..B-1); member k uses seed*K + k.
         Returns one decoded prediction per example (depth (H,W) float32 metres, normals
         (H,W,3) float32, label maps int, ...), combined over the K members by `combine`.
         """
-        import tasks
+        return self._generate_decoded(images, prompts, task, spec, ensemble, seeds)[1]
 
+    def _generate_decoded(self, images, prompts, task, spec, ensemble, seeds):
+        """(rgb uint8 (B*K,h,w,3) example-major, [decoded per example]) of `predict_decoded`."""
         codec = tasks.get(task)
         prompts = list(prompts)
-        k = int(ensemble)
-        if k < 1:
-            raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+        k = check_ensemble(task, ensemble)
         specs = (spec if isinstance(spec, Sequence) else [spec] * len(prompts))
         specs = [s if s is not None else codec.parse_prompt(p) for s, p in zip(specs, prompts)]
         base = list(range(len(prompts))) if seeds is None else [int(s) for s in seeds]
@@ -380,124 +281,160 @@ class Predictor:
         for i, s in enumerate(specs):
             members = [codec.decode(rgb[i * k + j], **s) for j in range(k)]
             out.append(combine(task, members) if k > 1 else members[0])
-        return out
+        return rgb, out
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(h, w) the generator works at (`config.data.resolution`)."""
+        return resolution(self.config)
+
+    def letterbox(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[geometry.Box]]:
+        """Inputs uint8 (H_i, W_i, 3) of any sizes -> (uint8 (B, h, w, 3) canvases at the model's
+        resolution, boxes): each scaled to fit, aspect ratio kept, centred on black
+        (`tasks.geometry.letterbox`), as training's `data_mix.transforms.fit` keeps the aspect."""
+        boxed = [geometry.letterbox(np.asarray(im), self.resolution) for im in images]
+        h, w = self.resolution
+        canvases = (np.stack([c for c, _ in boxed]) if boxed
+                    else np.zeros((0, h, w, 3), np.uint8))
+        return canvases, [box for _, box in boxed]
+
+    def predict_maps(self, images: Sequence[np.ndarray], prompts: Sequence[str], task: str,
+                     spec: dict | Sequence[dict] | None = None, ensemble: int = 1,
+                     seeds: Sequence[int] | None = None, *, return_rgb: bool = False):
+        """Decoded predictions at each input's own size: the one inference geometry.
+
+        images: uint8 (H_i, W_i, 3) each, any sizes; letterboxed to the model's resolution
+          (`letterbox`), generated and decoded as `predict_decoded` does (spec, ensemble K,
+          seeds: member k of example i uses seeds[i]*K + k), the letterbox cut away and the
+          decoded map brought back to (H_i, W_i) with the task's resampling
+          (`tasks.geometry.RESIZE_KIND`: nearest for labels, masks and instance masks;
+          finite-only bilinear for depth, +inf sky by nearest; bilinear + renormalised
+          normals; bilinear RGB).
+        Returns [decoded at (H_i, W_i)], and with return_rgb also the generated images
+        uint8 (B*K, h, w, 3) at the model's resolution (example-major, letterbox included).
+        """
+        images = [np.asarray(im) for im in images]
+        canvases, boxes = self.letterbox(images)
+        rgb, decoded = self._generate_decoded(canvases, prompts, task, spec, ensemble, seeds)
+        maps = [geometry.unletterbox(d, box, im.shape[:2], task)
+                for d, box, im in zip(decoded, boxes, images, strict=True)]
+        return (maps, rgb) if return_rgb else maps
 
 
-def _resolution(config) -> tuple[int, int]:
-    res = config.data.resolution
-    return (int(res), int(res)) if np.isscalar(res) else (int(res[0]), int(res[1]))
-
-
-def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """The config a run saved as `<workdir>/config.json` (locked, as trained)."""
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a training workdir")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    config.lock()
-    return config
+def check_ensemble(task: str, ensemble: int) -> int:
+    """`ensemble` as an int >= 1, refused (ValueError) below 1 and for instance outputs (each
+    sample picks its own instance colors, so members cannot be matched)."""
+    k = int(ensemble)
+    if k < 1:
+        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    if task == "instance" and k > 1:
+        raise ValueError("instance outputs cannot be ensembled (each sample picks its own "
+                         "colors); use ensemble 1")
+    return k
 
 
 # ---------------------------------------------------------------------------------- CLI
 
-
-def _fit_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 (H, W, 3) resized to the model's (h, w) (area when shrinking, linear otherwise)."""
-    import cv2
-
-    h, w = size
-    if rgb.shape[:2] == (h, w):
-        return rgb
-    shrink = h * w < rgb.shape[0] * rgb.shape[1]
-    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+_PROG = "python -m vision_banana.predict"
 
 
-def _back_to(decoded: np.ndarray, size: tuple[int, int], task: str) -> np.ndarray:
-    """A decoded map at the model size brought to the input's (H, W): nearest for labels and
-    masks, linear for depth (infinite sky by nearest), linear + renormalised for normals."""
-    import cv2
-
-    h, w = size
-    arr = np.asarray(decoded)
-    if arr.shape[:2] == (h, w):
-        return arr
-    if task in ("depth", "normals", "restoration"):
-        finite = np.where(np.isfinite(arr), arr, 0).astype(np.float32)
-        out = cv2.resize(finite, (w, h), interpolation=cv2.INTER_LINEAR)
-        if task == "depth":
-            sky = cv2.resize((~np.isfinite(arr)).astype(np.uint8), (w, h),
-                             interpolation=cv2.INTER_NEAREST).astype(bool)
-            return np.where(sky, np.inf, out).astype(np.float32)
-        if task == "normals":
-            norm = np.linalg.norm(out, axis=-1, keepdims=True)
-            return np.where(norm > 0, out / np.maximum(norm, 1e-12), 0).astype(np.float32)
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        return cv2.resize(arr.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
-    return arr  # instance results and the like: kept at the model size
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    import cv2
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog="The input is resized to the run's training resolution; the output PNG is "
-               "written at that resolution, and with --task the decoded map is also saved as "
-               "OUT.npy at the input's size (depth: float32 metres, inf = sky; normals: float32 "
-               "(H, W, 3) unit vectors, x right, y up, z toward the camera; semantic / "
-               "referring / binary: int label maps).")
+        prog=_PROG, description=__doc__.split("\n")[0],
+        epilog="The input is letterboxed to the run's training resolution (scaled to fit, aspect "
+               "ratio kept, centred on black); the output PNG is the generated image at that "
+               "resolution (with --ensemble K, its first member, seed SEED*K). With --task the "
+               "decoded map is also saved beside it at the input's size, the letterbox cut away: "
+               "OUT.npy (depth: float32 metres, inf = sky; normals: float32 (H, W, 3) unit "
+               "vectors, x right, y up, z toward the camera; semantic / referring / binary: int "
+               "label maps; restoration: uint8 RGB), or OUT.npz for instance (masks bool "
+               "(N, H, W), scores, colors). Every argument is checked before the model loads. "
+               "Old underscore spellings (--no_ema, --num_steps) still work, with a notice.")
     p.add_argument("--workdir", required=True, help="training run directory")
-    p.add_argument("--image", help="input image (PNG/JPEG); omit for text-to-image")
+    p.add_argument("--image", help="input image (PNG/JPEG, any size); omit for text-to-image")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--out", required=True, help="output PNG (its folder must exist)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    p.add_argument("--no_ema", action="store_true", help="use the raw weights, not the EMA")
-    p.add_argument("--num_steps", type=int, default=None, help="sampler steps (default: config)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    p.add_argument("--num-steps", type=int, default=None,
+                   help="sampler steps (default: config)")
     p.add_argument("--mode", choices=("euler", "onestep"), default=None,
                    help="sampler: Euler from noise, or the deterministic one-step perception "
                         "mode (default: config.predict.mode)")
     p.add_argument("--guidance", type=float, default=None,
                    help="distilled guidance for guidance-embedded transformers (default: config)")
     p.add_argument("--task", default=None,
-                   help="also decode with this codec (depth, normals, semantic, referring, "
-                        "binary, restoration, ...) and save OUT.npy; decode arguments are "
-                        "parsed from the prompt")
+                   help=f"also decode with this codec ({', '.join(tasks.names())}) and save "
+                        "OUT.npy; decode arguments are parsed from the prompt (label-map tasks "
+                        "need a readable class -> color mapping in it)")
     p.add_argument("--ensemble", type=int, default=1,
-                   help="with --task: combine this many seeds in decoded space")
-    args = p.parse_args(argv)
+                   help="with --task: combine this many seeds in decoded space (>= 1)")
+    return p
 
-    predictor = Predictor.from_workdir(args.workdir, step=args.step, use_ema=not args.no_ema,
-                                       num_steps=args.num_steps, guidance=args.guidance,
-                                       mode=args.mode)
-    size = _resolution(predictor.config)
-    images, input_size = None, size
+
+def _checked(args) -> tuple[np.ndarray | None, dict | None]:
+    """Every argument checked before any loading or generating; returns (the input image
+    uint8 (H, W, 3) or None, the decode spec or None). Raises ValueError (one line)."""
+    cli_flags.at_least("--ensemble", args.ensemble, 1)
+    cli_flags.at_least("--num-steps", args.num_steps, 1)
+    spec = None
+    if args.task is not None:
+        if args.task not in tasks.names():
+            raise ValueError(f"--task {args.task!r}: unknown codec; known: "
+                             f"{', '.join(tasks.names())}")
+        check_ensemble(args.task, args.ensemble)
+        spec = prompt_check.decode_spec(args.task, args.prompt)
+    elif args.ensemble > 1:
+        raise ValueError("--ensemble needs --task (members are combined in decoded space)")
+    cli_flags.output_file("--out", args.out, (".png",))
+    load_config(args.workdir)  # not a training workdir -> FileNotFoundError naming config.json
+    image = None
     if args.image:
-        bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
+        bgr = cv2.imread(str(cli_flags.input_file("--image", args.image)), cv2.IMREAD_COLOR)
         if bgr is None:
-            sys.exit(f"cannot read image {args.image}")
-        rgb_in = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        input_size = rgb_in.shape[:2]
-        images = _fit_input(rgb_in, size)[None]
-    rgb = predictor(images, [args.prompt], [args.seed])[0]
-    if not cv2.imwrite(args.out, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        sys.exit(f"cannot write {args.out}")
-    print(f"wrote {args.out} ({rgb.shape[1]}x{rgb.shape[0]}) from step {predictor.step}")
-    if args.task:
-        if args.ensemble > 1:
-            decoded = predictor.predict_decoded(images, [args.prompt], args.task,
-                                                ensemble=args.ensemble, seeds=[args.seed])[0]
-        else:  # the image just written, decoded with the prompt's arguments
-            import tasks
+            raise ValueError(f"--image {args.image}: not a readable image")
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image, spec
 
-            codec = tasks.get(args.task)
-            decoded = codec.decode(rgb, **codec.parse_prompt(args.prompt))
-        decoded = _back_to(decoded, input_size, args.task)
-        out = str(pathlib.Path(args.out).with_suffix(".npy"))
-        np.save(out, decoded)
-        print(f"wrote {out} ({args.task}, {np.asarray(decoded).dtype} "
-              f"{tuple(np.asarray(decoded).shape)})")
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = cli_flags.parse_args(_parser(), argv)
+    try:
+        image, spec = _checked(args)
+        predictor = Predictor.from_workdir(args.workdir, step=args.step,
+                                           use_ema=not args.no_ema, num_steps=args.num_steps,
+                                           guidance=args.guidance, mode=args.mode)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        sys.exit(f"{_PROG}: error: {e.args[0] if e.args else e}")
+    decoded = None
+    if args.task and image is not None:
+        maps, rgb = predictor.predict_maps([image], [args.prompt], args.task, spec=[spec],
+                                           ensemble=args.ensemble, seeds=[args.seed],
+                                           return_rgb=True)
+        decoded = maps[0]
+    elif args.task:  # text-to-image, decoded at the model's resolution
+        rgb, maps = predictor._generate_decoded(None, [args.prompt], args.task, [spec],
+                                                args.ensemble, [args.seed])
+        decoded = maps[0]
+    else:
+        canvases = predictor.letterbox([image])[0] if image is not None else None
+        rgb = predictor(canvases, [args.prompt], [args.seed])
+    if not cv2.imwrite(args.out, cv2.cvtColor(rgb[0], cv2.COLOR_RGB2BGR)):
+        sys.exit(f"{_PROG}: error: cannot write {args.out}")
+    print(f"wrote {args.out} ({rgb.shape[2]}x{rgb.shape[1]}) from step {predictor.step}")
+    if decoded is None:
+        return
+    if args.task == "instance":
+        out = str(pathlib.Path(args.out).with_suffix(".npz"))
+        np.savez(out, masks=decoded.masks, scores=decoded.scores, colors=decoded.colors)
+        print(f"wrote {out} (instance, {len(decoded.scores)} masks of "
+              f"{tuple(decoded.masks.shape[1:])})")
+        return
+    out = str(pathlib.Path(args.out).with_suffix(".npy"))
+    np.save(out, decoded)
+    print(f"wrote {out} ({args.task}, {np.asarray(decoded).dtype} "
+          f"{tuple(np.asarray(decoded).shape)})")
 
 
 if __name__ == "__main__":

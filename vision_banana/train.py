@@ -37,7 +37,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from vision_banana import (checkpoint, evaluators, init_from, metrics_io, optim, predict,
+from vision_banana import (checkpoint, evaluators, init_from, metrics_io, model_factory, optim,
                            preemption, sharding)
 
 State = dict[str, Any]
@@ -55,7 +55,7 @@ def make_init_fn(config, tx: optax.GradientTransformation) -> Callable[[], State
     use_ema = float(config.optim.ema_decay) > 0
 
     def init() -> State:
-        _, params, model_state = predict.build_model(config)
+        _, params, model_state = model_factory.build_model(config)
         return {"step": jnp.zeros((), jnp.int32), "params": params,
                 "opt_state": tx.init(params),
                 "ema": jax.tree.map(jnp.copy, params) if use_ema else None,
@@ -66,7 +66,7 @@ def make_init_fn(config, tx: optax.GradientTransformation) -> Callable[[], State
 
 def abstract_state(config, tx, mesh, rules):
     """(graphdef, abstract state, shardings of the state, tokenizer); nothing allocated."""
-    graphdef, _, _, tokenizer = predict.abstract_model(config)
+    graphdef, _, _, tokenizer = model_factory.abstract_model(config)
     abstract = jax.eval_shape(make_init_fn(config, tx))
     shardings = sharding.tree_shardings(abstract, mesh, rules)
     return graphdef, abstract, shardings, tokenizer
@@ -78,7 +78,7 @@ def make_train_step(config, graphdef, tx, schedule, num_tasks: int) -> Callable:
 
     decay = float(config.optim.ema_decay)
     base_key = int(config.seed)
-    trainable = predict.trainable_filter(config.train.trainable)
+    trainable = model_factory.trainable_filter(config.train.trainable)
 
     def train_step(state: State, batch: dict[str, jax.Array]) -> tuple[State, dict]:
         key = jax.random.fold_in(jax.random.key(base_key), state["step"])
@@ -116,7 +116,7 @@ def make_train_step(config, graphdef, tx, schedule, num_tasks: int) -> Callable:
 def batch_shapes(config, tokenizer) -> dict[str, jax.ShapeDtypeStruct]:
     """Global shapes of one batch (docs/contracts.md "Batches")."""
     b = int(config.train.global_batch_size)
-    h, w = predict._resolution(config)
+    h, w = model_factory.resolution(config)
     length = np.asarray(tokenizer(["x"])).shape[1]
     return {"image": jax.ShapeDtypeStruct((b, h, w, 3), jnp.uint8),
             "has_image": jax.ShapeDtypeStruct((b,), jnp.bool_),
@@ -136,7 +136,7 @@ def compile_train_step(config, graphdef, tx, schedule, abstract, shardings, batc
     with sharding.activate(mesh, sharding.activation_rules(rules)):
         lowered = jitted.lower(sharding.abstract_with_shardings(abstract, shardings),
                                sharding.abstract_with_shardings(batch_abstract, batch_shardings))
-        return lowered.compile(compiler_options=predict.xla_options(config) or None)
+        return lowered.compile(compiler_options=model_factory.xla_options(config) or None)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -154,11 +154,11 @@ def make_data_iterator(config, tokenizer, *, data_config=None, start_batch: int 
 
 
 def _contract(batch: dict) -> dict[str, np.ndarray]:
-    missing = [k for k in predict.BATCH_KEYS if k not in batch]
+    missing = [k for k in model_factory.BATCH_KEYS if k not in batch]
     if missing:
         raise KeyError(f"data batch lacks {missing} (has {sorted(batch)}); see "
                        f"docs/contracts.md 'Batches'")
-    return {k: np.asarray(batch[k]) for k in predict.BATCH_KEYS}
+    return {k: np.asarray(batch[k]) for k in model_factory.BATCH_KEYS}
 
 
 # ---------------------------------------------------------------------------------- loop
@@ -276,10 +276,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
             if pretrained:  # only when starting fresh: on resume the checkpoint wins
                 state = init_from.fresh_state(pretrained, make_init_fn(config, tx), abstract,
                                               shardings, progress=is_main,
-                                              compiler_options=predict.xla_options(config) or None)
+                                              compiler_options=model_factory.xla_options(config) or None)
             else:
                 state = jax.jit(make_init_fn(config, tx), out_shardings=shardings,
-                                compiler_options=predict.xla_options(config) or None)()
+                                compiler_options=model_factory.xla_options(config) or None)()
         else:
             logging.info("resuming from %s step %d", ckpt.directory, start)
             parts, data_state = ckpt.restore(start, sharding.abstract_with_shardings(
@@ -298,7 +298,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
     hooks = evaluators.Runner(config, workdir, graphdef, tokenizer, mesh, writer)
     buffer = _MetricBuffer(list(config.tasks), ckpt.directory)
     finite = jax.jit(lambda s: optim.all_finite({"params": s["params"], "ema": s["ema"]}),
-                     compiler_options=predict.xla_options(config) or None)
+                     compiler_options=model_factory.xla_options(config) or None)
     last_good = start if start > 0 else None
     log_every, ckpt_every = int(config.train.log_every), int(config.train.checkpoint_every)
     bar = tqdm(total=total, initial=start, desc="train", disable=not is_main, unit="step")

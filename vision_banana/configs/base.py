@@ -19,6 +19,8 @@ naming it. Sections:
   sharding.rules logical axis name -> mesh axes (None = replicated); see vision_banana.sharding
   evaluators     {name: {every, at_end, split, ...}} run periodically (vision_banana.evaluators)
   predict        sampler settings of `Predictor` and of the evaluators
+  xla            XLA compile options of every jitted function, by XLA flag name; None = XLA's
+                 default (`vision_banana.model_factory.xla_options`)
   init_from      path of a pretrained checkpoint to start from ("" = random init): a fresh
                  run imports its weights (`vision_banana.convert`, any path `convert.discover`
                  accepts); checkpoints then omit the frozen pretrained weights and a resume
@@ -28,6 +30,7 @@ naming it. Sections:
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 TASKS = ("generation", "depth", "normals", "semantic", "instance", "referring", "binary",
          "restoration")
@@ -124,8 +127,8 @@ def make() -> ml_collections.ConfigDict:
         trainable=".*",            # regex on "/"-joined parameter paths, within the model's
                                    # TRAINABLE filter (the autoencoder is never trained)
         compilation_cache_dir="",  # persistent XLA compilation cache ("" = off)
-        xla_options="",            # XLA compile options of every jitted function,
-                                   # "name=value,..." (e.g. xla_backend_optimization_level=0)
+        xla_options="",            # deprecated "name=value,..." form of the `xla` section
+                                   # (still read, with a warning; `xla` wins on a name)
     ))
     c.optim = ml_collections.ConfigDict(dict(
         lr=3e-4, warmup_steps=100, decay_steps=-1, end_lr_factor=0.1,
@@ -141,6 +144,13 @@ def make() -> ml_collections.ConfigDict:
         guidance=1.0,              # distilled guidance (guidance-embedded transformers)
         cfg_scale=0.0,             # classifier-free guidance scale; 0 = off
         batch_size=16,             # examples per device call (rounded to the batch shards)
+    ))
+    # Typed placeholders (None = XLA's default) so a locked config takes e.g.
+    # `--config.xla.xla_backend_optimization_level=0`; a config file may add other XLA flags
+    # to the section before locking.
+    c.xla = ml_collections.ConfigDict(dict(
+        xla_backend_optimization_level=config_dict.placeholder(int),  # 0 = fast compiles
+        xla_cpu_use_fusion_emitters=config_dict.placeholder(bool),
     ))
     c.init_from = ""
     return c

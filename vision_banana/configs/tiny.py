@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.text_encoder.depth = 1
         c.model.text_encoder.max_length = 32
         c.optim.decay_steps = 20
-        c.train.xla_options = "xla_backend_optimization_level=0"
+        c.xla.xla_backend_optimization_level = 0
     c.data = base.mixture_data("synthetic_demo", opts.res)
     c.train.steps = opts.steps
     c.train.global_batch_size = opts.batch
