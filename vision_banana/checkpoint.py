@@ -35,6 +35,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from vision_banana import failures
+
 STATE_ITEMS = ("params", "opt_state", "ema", "model_state")
 DATA_ITEM = "data"
 FROZEN_ITEM = "frozen"  # JSON: where the omitted frozen weights of model_state come from
@@ -203,15 +205,6 @@ def _has_arrays(tree: Any) -> bool:
     return bool(jax.tree.leaves(tree))
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    out, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        out.append(error)
-        error = error.__cause__ or error.__context__
-    return out
-
-
 def _damaged_file(message: str) -> str | None:
     """The file a TensorStore read error is about: the OCDBT database it names, narrowed to
     the one data file of the size it reports when there is exactly one."""
@@ -232,7 +225,7 @@ def damage_in(error: BaseException, where: pathlib.Path, step: int | None
               ) -> CorruptCheckpointError | None:
     """A one-line CorruptCheckpointError when `error` (or its cause chain) is a read failure of
     damaged checkpoint files, None when it is something else (e.g. a structure mismatch)."""
-    chain = _chain(error)
+    chain = failures.chain(error)
     for e in chain:
         if isinstance(e, CorruptCheckpointError):
             return CorruptCheckpointError(str(e), step)

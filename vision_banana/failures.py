@@ -16,15 +16,21 @@ Which link of the cause chain (`__cause__` / `__context__`, outermost first) spe
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import pathlib
+import re
 import socket
+import sys
 import tempfile
+import threading
 import traceback
 
 OUR_PACKAGES = ("vision_banana", "data_mix", "eval", "tasks", "launch", "baselines")
 LOG_NAME = "error.log"
-MAX_CHARS = 600
+MAX_CHARS = 1000
+_TENSORSTORE_OS_ERROR = re.compile(
+    r'Failed (?:writing|reading|opening)[^"]*"(?P<path>[^"]+)".*?\[os_error_code=.(?P<code>\d+).\]')
 
 
 def chain(error: BaseException) -> list[BaseException]:
@@ -56,6 +62,11 @@ def one_line(error: BaseException) -> str:
         if isinstance(e, OSError) and e.errno is not None:
             where = f": {e.filename}" if e.filename else ""
             return f"{type(e).__name__}: [Errno {e.errno}] {e.strerror}{where}"
+    for e in links:  # TensorStore's wording of an OS error (orbax array writes and reads)
+        m = _TENSORSTORE_OS_ERROR.search(str(e))
+        if m:
+            code = int(m.group("code"))
+            return f"OSError: [Errno {code}] {os.strerror(code)}: {m.group('path')}"
     if _ours(links[0]) or len(links) == 1:
         return _first_line(links[0])
     return _first_line(links[-1])
@@ -83,3 +94,50 @@ def report(error: BaseException, workdir: str | os.PathLike | None, command: str
         log = write_log(error, pathlib.Path(tempfile.gettempdir()) / f"{command or 'vb'}-"
                         f"{os.getpid()}-{LOG_NAME}", command)
     return f"{line} (full traceback: {log})" if log else f"{line} (traceback not saved)"
+
+
+class _Divert(logging.Filter):
+    """Sends ERROR records of other packages (orbax's background threads, asyncio's "Task
+    exception was never retrieved") to the log file instead of stderr: each repeats, with a
+    traceback, the failure that the command reports once when it stops."""
+
+    def __init__(self, path: pathlib.Path):
+        super().__init__()
+        self.path = path
+        self.formatter = logging.Formatter("%(asctime)s %(levelname)s %(pathname)s:%(lineno)d "
+                                           "%(message)s")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = any(f"/{p}/" in record.pathname for p in OUR_PACKAGES)
+        if record.levelno < logging.ERROR or ours:
+            return True
+        try:
+            with open(self.path, "a") as f:
+                f.write(self.formatter.format(record) + "\n")
+        except OSError:
+            return True  # cannot keep it there: let stderr have it
+        return False
+
+
+def divert_background_errors(workdir: str | os.PathLike) -> None:
+    """Route other packages' ERROR logs and tracebacks printed from background threads (as
+    orbax / TensorStore callbacks print them) to `<workdir>/error.log` for this process."""
+    path = pathlib.Path(workdir) / LOG_NAME
+    handlers = list(logging.getLogger().handlers)
+    try:
+        from absl import logging as absl_logging
+
+        handlers.append(absl_logging.get_absl_handler())
+    except ImportError:
+        pass
+    divert = _Divert(path)
+    for handler in handlers:
+        handler.addFilter(divert)
+
+    def to_log(exc_type, exc, tb) -> None:
+        if write_log(exc, path, "background") is None:
+            sys.__excepthook__(exc_type, exc, tb)
+
+    sys.excepthook = to_log
+    sys.unraisablehook = lambda u: to_log(u.exc_type, u.exc_value, u.exc_traceback)
+    threading.excepthook = lambda args: to_log(args.exc_type, args.exc_value, args.exc_traceback)

@@ -387,6 +387,7 @@ def main(argv):
     # Before any other JAX call: joins the job when launched on a pod, a SLURM or GKE cluster,
     # or by `python -m launch.local`; a no-op for a plain single-process run.
     distributed.initialize()
+    failures.divert_background_errors(flags.FLAGS.workdir)
     try:
         train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     except preemption.Preempted as stop:

@@ -72,7 +72,22 @@ def config_diff(old: Mapping, new: Mapping) -> dict[str, tuple[Any, Any]]:
 
 
 def _resumable(key: str) -> bool:
-    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_KEYS)
+    return any(key == p.rstrip(".") or (p.endswith(".") and key.startswith(p))
+               for p in RESUMABLE_KEYS)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe_diff(diff: Mapping[str, tuple[Any, Any]], shown: int = 4) -> str:
+    """"N keys: k: old -> new; ...; and k2, k3" with the model's keys first."""
+    keys = sorted(diff, key=lambda k: (not k.startswith("model."), k))
+    head = "; ".join(f"{k}: {_short(diff[k][0])} -> {_short(diff[k][1])}" for k in keys[:shown])
+    rest = keys[shown:]
+    tail = f"; and {', '.join(rest[:8])}{' ...' if len(rest) > 8 else ''}" if rest else ""
+    return f"{len(keys)} differing keys: {head}{tail}"
 
 
 def config_json(config) -> str:
@@ -97,11 +112,9 @@ def check_config(config, workdir: str | os.PathLike) -> dict[str, tuple[Any, Any
     diff = config_diff(old, json.loads(config_json(config)))
     refused = {k: v for k, v in diff.items() if not _resumable(k)}
     if refused and not bool(config.get("allow_config_change", False)):
-        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(refused.items())[:12])
-        more = f" (and {len(refused) - 12} more)" if len(refused) > 12 else ""
         raise ConfigChanged(
-            f"{path}: this workdir's run was made with another config; differing keys: {shown}"
-            f"{more}. Rerun with the recorded config, use a new --workdir, or pass "
+            f"{path}: this workdir's run was made with another config ({describe_diff(refused)})"
+            f". Rerun with the recorded config, use a new --workdir, or pass "
             f"--config.allow_config_change=true to continue with the new one (the old record is "
             f"kept as config.<time>.json)")
     return diff

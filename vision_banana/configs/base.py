@@ -143,6 +143,10 @@ def make() -> ml_collections.ConfigDict:
         batch_size=16,             # examples per device call (rounded to the batch shards)
     ))
     c.init_from = ""
+    # Rerunning a workdir with a config that differs in more than run length / logging is
+    # refused (vision_banana.workdir); True continues with the new config, keeping the old
+    # record as config.<time>.json.
+    c.allow_config_change = False
     return c
 
 
