@@ -39,7 +39,8 @@ def chain(error: BaseException) -> list[BaseException]:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         out.append(error)
-        error = error.__cause__ or error.__context__
+        # `raise ... from None` hides the context: the raiser said it is not the cause.
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return out
 
 
