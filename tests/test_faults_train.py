@@ -23,6 +23,8 @@ from vision_banana import workdir as run_dir
 from vision_banana.configs import tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# A failed orbax restore leaves its reader coroutines unawaited (orbax's, not ours).
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 def _config(cache, steps=4, **train_kw):
@@ -285,3 +287,13 @@ def test_one_line_of_cause():
     except RuntimeError as e:
         assert failures.one_line(e).startswith("FileNotFoundError: [Errno 2] No such file")
     assert failures.one_line(run_dir.ConfigChanged("a: b\nmore")) == "ConfigChanged: a: b"
+
+
+def test_config_change_before_any_checkpoint_is_allowed(tmp_path):
+    c = tiny.get_config("runlocal=1")
+    (tmp_path / "config.json").write_text(run_dir.config_json(c))
+    other = tiny.get_config()
+    assert "model.flux.depth" in run_dir.check_config(other, tmp_path)  # no checkpoints: fine
+    (tmp_path / "checkpoints" / "2").mkdir(parents=True)
+    with pytest.raises(run_dir.ConfigChanged):
+        run_dir.check_config(other, tmp_path)

@@ -8,9 +8,9 @@ config with the recorded one before anything is written:
   checkpoint intervals, evaluators, the mesh, caches) may change freely: the record is updated
   once the restore succeeded;
 - any other difference (model, optimizer, data, seed, ...) is refused with `ConfigChanged`
-  listing the differing keys, unless the config sets `allow_config_change=True`; then the old
-  record is kept beside as `config.<UTC time>.json` and the new one is written, again only
-  after a successful restore.
+  listing the differing keys, unless the config sets `allow_config_change=True` or the workdir
+  holds no checkpoint yet; then the old record is kept beside as `config.<UTC time>.json` and
+  the new one is written, again only after a successful restore (or fresh start).
 
 Refusing by default (rather than recording every change) keeps `config.json` describing the
 checkpoints: a typo'd `--config` on a rerun must not make an intact run unloadable.
@@ -111,6 +111,12 @@ def check_config(config, workdir: str | os.PathLike) -> dict[str, tuple[Any, Any
                             f"it or move it away to start the workdir's record afresh") from None
     diff = config_diff(old, json.loads(config_json(config)))
     refused = {k: v for k, v in diff.items() if not _resumable(k)}
+    if refused and not has_checkpoints(workdir):
+        # Nothing was saved with the old config (e.g. it failed to compile): nothing to
+        # protect; write_config keeps the old record beside.
+        logging.warning("%s: config changed (%s); no checkpoint yet, so the new config is "
+                        "used", path, describe_diff(refused))
+        return diff
     if refused and not bool(config.get("allow_config_change", False)):
         raise ConfigChanged(
             f"{path}: this workdir's run was made with another config ({describe_diff(refused)})"
@@ -118,6 +124,13 @@ def check_config(config, workdir: str | os.PathLike) -> dict[str, tuple[Any, Any
             f"--config.allow_config_change=true to continue with the new one (the old record is "
             f"kept as config.<time>.json)")
     return diff
+
+
+def has_checkpoints(workdir: str | os.PathLike) -> bool:
+    """Whether `<workdir>/checkpoints` holds a step folder (a complete orbax step: its name
+    is the step number; temporary folders carry a suffix)."""
+    folder = pathlib.Path(workdir) / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() and p.is_dir() for p in folder.iterdir())
 
 
 def write_config(config, workdir: str | os.PathLike,
