@@ -2,9 +2,6 @@
 nothing is scored silently (issue 12: restoration's identical pairs, Cityscapes ids, NaN
 normals, COCO scores, non-binary masks, empty / pickled .npy files)."""
 
-import json
-import pathlib
-
 import cv2
 import numpy as np
 import pytest

@@ -20,9 +20,9 @@ import time
 import numpy as np
 import psutil
 import pytest
-
 from test_faults_train import truncate_largest_array_file
 from test_resume import _assert_bitwise_equal, _config, _losses, _restore
+
 from vision_banana import checkpoint, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -11,13 +11,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
-import numpy as np
 import psutil
 import pytest
-
 from test_resume import _assert_bitwise_equal, _restore
+
 from vision_banana import checkpoint, failures, predict, train
 from vision_banana import workdir as run_dir
 from vision_banana.configs import tiny
@@ -193,7 +191,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_step(run4, tmp_pat
         step, _, data_state = ckpt.restore_latest(_abstract(config))
     ckpt.close()
     assert step == 2 and data_state["next_batch"] == 2
-    assert f"step 4 is damaged" in caplog.text and str(damaged) in caplog.text
+    assert "step 4 is damaged" in caplog.text and str(damaged) in caplog.text
     assert (workdir / "checkpoints_corrupt" / "4").is_dir()  # kept, out of orbax's way
     # The run resumes from step 2 and reaches the uninterrupted run's step-4 state exactly.
     train.train_and_evaluate(config, workdir)
