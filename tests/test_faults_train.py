@@ -295,3 +295,17 @@ def test_config_change_before_any_checkpoint_is_allowed(tmp_path):
     (tmp_path / "checkpoints" / "2").mkdir(parents=True)
     with pytest.raises(run_dir.ConfigChanged):
         run_dir.check_config(other, tmp_path)
+
+
+def test_full_disk_on_a_metrics_write_names_the_file(tmp_path):
+    from vision_banana import metrics_io
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    (tmp_path / "metrics.jsonl").symlink_to("/dev/full")  # every write: ENOSPC
+    writer = metrics_io.MetricWriter(tmp_path)
+    with pytest.raises(OSError) as err:
+        writer.write_scalars(1, {"loss": 1.0})
+    writer.close()  # does not raise again (it would mask the first error)
+    assert failures.one_line(err.value) == (
+        f"OSError: [Errno 28] No space left on device: {tmp_path / 'metrics.jsonl'}")
