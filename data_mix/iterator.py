@@ -12,11 +12,16 @@ process or worker count.
                       #  tokens int32 (B,L), task_id int32 (B,)}, B = G / P
 
 Examples are made in grain worker processes (`num_workers`) or threads; tokenizing and the
-bad-record accounting happen in this process.
+bad-record accounting happen in this process. Worker processes end themselves when the process
+that started them dies, even by SIGKILL (`die_with_parent`), so a killed trainer leaves none.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+import time
 from typing import TYPE_CHECKING, Callable
 
 import grain
@@ -48,6 +53,31 @@ def make_iterator(mixture: Mixture, *, global_batch_size: int, process_index: in
                            process_count=process_count, tokenize=tokenize, task_names=list(task_names),
                            start_batch=start_batch, num_workers=num_workers, read_threads=read_threads,
                            prefetch_batches=prefetch_batches)
+
+
+PARENT_POLL_S = 0.5  # how often a worker checks that its parent is alive
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)  # reparented: the parent died; nothing of this worker is worth keeping
+
+
+def die_with_parent(parent_pid: int, worker_index: int = 0, worker_count: int = 1) -> None:
+    """grain `worker_init_fn`: end this worker once `parent_pid` (the process that started it)
+    is gone, within PARENT_POLL_S.
+
+    A daemon thread watches `os.getppid()`, which changes the moment the parent dies (the
+    worker is reparented) even while the dead parent is still an unreaped zombie. Not
+    prctl(PR_SET_PDEATHSIG): that fires when the parent *thread* that forked the worker exits,
+    which would kill workers started from a short-lived thread.
+    """
+    del worker_index, worker_count
+    if os.getppid() != parent_pid:  # the parent died while this worker started
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                     name="die_with_parent").start()
 
 
 class _LocalBatch:
@@ -123,7 +153,8 @@ class MixtureIterator(grain.DatasetIterator):
                                                   prefetch_buffer_size=self.prefetch_batches))
         if self.num_workers > 0:
             it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers,
-                                                             per_worker_buffer_size=self.prefetch_batches))
+                                                             per_worker_buffer_size=self.prefetch_batches),
+                                worker_init_fn=functools.partial(die_with_parent, os.getpid()))
         return iter(it)
 
     def start_prefetch(self) -> None:

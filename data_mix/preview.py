@@ -1,6 +1,7 @@
 """Look at what a mixture feeds the generator: a grid of examples, a row per task.
 
     python -m data_mix.preview --mixture synthetic_demo --out grid.png [--n 16]
+    python -m data_mix.preview --mixture cityscapes_mix --root /data/cityscapes --out grid.png
 
 Each cell shows the input image (a gray "text to image" panel when there is none) beside the
 target the generator must produce, with the prompt wrapped underneath. Examples are the
@@ -11,6 +12,7 @@ n / (number of tasks) per task.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import pathlib
 import textwrap
@@ -94,16 +96,62 @@ def _side_by_side(example: dict) -> np.ndarray:
     return np.concatenate([image, gap, target], axis=1)
 
 
+def _required(name: str) -> list[str]:
+    """Arguments the mixture's factory has no default for (e.g. cityscapes_mix's `root`)."""
+    params = inspect.signature(mixtures.MIXTURES[name]).parameters.values()
+    return [p.name for p in params if p.default is inspect.Parameter.empty]
+
+
+def mixture_kwargs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The factory keyword arguments given by --root / --arg, checked against its signature
+    (parser.error naming a missing or unknown argument, before any data is read)."""
+    if args.mixture not in mixtures.MIXTURES:
+        parser.error(f"unknown mixture {args.mixture!r}; known: {', '.join(mixtures.names())}")
+    params = inspect.signature(mixtures.MIXTURES[args.mixture]).parameters
+    kwargs = {}
+    for item in args.arg:
+        name, sep, value = item.partition("=")
+        if not sep or name not in params:
+            parser.error(f"--arg {item!r}: expected NAME=VALUE with NAME one of "
+                         f"{', '.join(params)} ({args.mixture})")
+        default = params[name].default
+        kind = type(default) if default not in (inspect.Parameter.empty, None) else str
+        try:
+            kwargs[name] = kind(value)
+        except ValueError:
+            parser.error(f"--arg {item!r}: {name} takes a {kind.__name__}")
+    if args.root is not None:
+        if "root" not in params:
+            parser.error(f"--root: mixture {args.mixture!r} reads no dataset folder")
+        kwargs["root"] = args.root
+    missing = [p for p in _required(args.mixture) if p not in kwargs]
+    if missing:
+        flags = ", ".join("--root DIR" if p == "root" else f"--arg {p}=VALUE" for p in missing)
+        parser.error(f"mixture {args.mixture!r} needs {', '.join(missing)}: pass {flags}")
+    if "root" in kwargs and not pathlib.Path(kwargs["root"]).exists():
+        parser.error(f"--root {kwargs['root']}: no such folder")
+    return kwargs
+
+
 def main(argv: list[str] | None = None) -> pathlib.Path:
+    listed = "; ".join(f"{n} (needs {', '.join(_required(n))})" if _required(n) else n
+                       for n in mixtures.names())
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mixture", required=True, help=f"one of: {', '.join(mixtures.names())}")
+    parser.add_argument("--mixture", required=True, help=f"one of: {listed}")
     parser.add_argument("--out", required=True, help="output image (PNG)")
     parser.add_argument("--n", type=int, default=16, help="examples in the grid (spread over tasks)")
     parser.add_argument("--resolution", type=int, default=None, help="override the mixture resolution (px)")
     parser.add_argument("--seed", type=int, default=None, help="override the mixture seed")
+    parser.add_argument("--root", default=None,
+                        help="dataset folder of mixtures that read one (cityscapes_mix: a folder "
+                             "with leftImg8bit/ and gtFine/, or the zips)")
+    parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="another argument of the mixture's function (repeatable)")
     args = parser.parse_args(argv)
-    config = mixtures.get(args.mixture)
+    if args.n < 1:
+        parser.error(f"--n {args.n}: must be >= 1")
+    config = mixtures.get(args.mixture, **mixture_kwargs(parser, args))
     with config.unlocked():
         if args.resolution is not None:
             config.resolution = (args.resolution, args.resolution)

@@ -28,7 +28,7 @@ from eval import cli, report
 from eval import predictions as preds
 from eval.metrics import cityscapes_labels as cl
 from eval.metrics.cityscapes import CityscapesEvaluator, image_stats
-from eval.metrics.cityscapes_files import find_predictions
+from eval.metrics.cityscapes_files import check_label_ids, find_predictions
 from eval.references import references_for
 
 FORMATS = ("auto", "label", "train", "color")
@@ -98,6 +98,7 @@ def to_label_ids(pred: np.ndarray, fmt: str, color_map, max_distance: float, nam
     """A prediction image -> label ids (H, W) for the evaluator (see the --help epilog)."""
     from tasks import semantic
 
+    check_label_ids(pred, fmt, name)  # out-of-range ids, trainIds / id maps under `auto`
     if fmt == "auto":
         fmt = "color" if pred.ndim == 3 else "label"
     if fmt == "color":

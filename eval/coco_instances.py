@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 
 from eval import cli, report
 from eval import predictions as preds
-from eval.metrics.coco import CocoSegmEvaluator
+from eval.metrics.coco import CocoSegmEvaluator, check_scores
 from eval.references import references_for
 
 RESULTS_NAME = "coco_results.json"
@@ -68,6 +68,7 @@ def load_detections(path: pathlib.Path, gt, what: str) -> list[dict]:
         if not isinstance(seg, dict) or list(seg.get("size", [])) != [info["height"], info["width"]]:
             raise ValueError(f"{what}: {file} entry {n}: segmentation must be an RLE of size "
                              f"[{info['height']}, {info['width']}] (image {d['image_id']})")
+    check_scores(dets, f"{what}: {file}")  # NaN / inf / non-numeric scores
     return dets
 
 

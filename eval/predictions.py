@@ -173,12 +173,30 @@ def read_color(path: str | os.PathLike) -> np.ndarray:
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
 
 
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    """A numeric .npy array; ValueError naming the file when it is empty, truncated, pickled
+    (object arrays are never loaded: allow_pickle=False) or not an .npy file at all."""
+    path = pathlib.Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise MissingPredictionError(f"prediction file {path} does not exist") from None
+    except (EOFError, ValueError, OSError) as e:
+        size = path.stat().st_size if path.is_file() else 0
+        what = "an empty file (0 bytes)" if size == 0 else f"not a readable numeric .npy ({e})"
+        raise ValueError(f"{path}: {what}; expected an array saved with np.save") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
+        raise ValueError(f"{path}: holds {getattr(array, 'dtype', type(array).__name__)}; "
+                         "expected a numeric array")
+    return array
+
+
 def read_depth(path: str | os.PathLike, png_scale: float | None = None) -> np.ndarray:
     """float32 (H, W) metres: a float .npy ((H, W), (H, W, 1) or (1, H, W)), or a single-channel
     8/16-bit PNG holding metres * png_scale (256 for KITTI-style files, 1000 for millimetres)."""
     path = pathlib.Path(path)
     if path.suffix.lower() == ".npy":
-        depth = np.load(path, allow_pickle=False)
+        depth = read_npy(path)
         if depth.ndim == 3 and 1 in (depth.shape[0], depth.shape[-1]):
             depth = depth.reshape(depth.shape[1:] if depth.shape[0] == 1 else depth.shape[:2])
         if depth.ndim != 2 or depth.dtype.kind != "f":
@@ -201,17 +219,23 @@ def read_normals(path: str | os.PathLike, convention: str = "vision_banana") -> 
     (v + 1) / 2 per channel; the Vision Banana encoding (R = (1 - x) / 2, G = (1 + y) / 2,
     B = (1 + z) / 2) is the same image as DSINE's and Omnidata's, so those three conventions
     read a PNG alike; "opencv" PNGs hold (v + 1) / 2 of OpenCV-axis vectors. All-zero PNG
-    pixels and zero / non-finite vectors become the 0-vector (scored as 90 degrees off).
+    pixels and zero vectors are "no prediction": the 0-vector (scored as 90 degrees off).
+    NaN / inf components are an error naming the file and how many vectors hold them (write
+    a zero vector where a method has no prediction), so garbage is never scored as 90 degrees.
     """
     if convention not in NORMAL_CONVENTIONS:
         raise ValueError(f"unknown normal convention {convention!r}; expected one of {NORMAL_CONVENTIONS}")
     path = pathlib.Path(path)
     if path.suffix.lower() == ".npy":
-        n = np.load(path, allow_pickle=False)
+        n = read_npy(path)
         if n.ndim == 3 and n.shape[0] == 3 and n.shape[-1] != 3:
             n = n.transpose(1, 2, 0)
         if n.ndim != 3 or n.shape[-1] != 3 or n.dtype.kind != "f":
             raise ValueError(f"{path}: expected float normals (H, W, 3), got {n.dtype} {n.shape}")
+        bad = ~np.isfinite(n).all(axis=-1)
+        if bad.any():
+            raise ValueError(f"{path}: {int(bad.sum())} of {bad.size} normal vectors hold NaN / "
+                             "inf; write the zero vector where there is no prediction")
         signs = _NPY_SIGNS[convention]
         valid = np.ones(n.shape[:2], bool)
     else:
@@ -238,14 +262,38 @@ def normalize(n: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+#: Extensions of lossy mask files, whose values scatter around 0 and 255 (thresholded).
+LOSSY_MASK_EXTENSIONS = (".jpg", ".jpeg")
+
+
+def check_binary_values(image: np.ndarray, path: str | os.PathLike) -> None:
+    """ValueError naming `path` and the values found unless `image` holds only 0, 1 and the
+    dtype's maximum (255 / 65535), with equal channels when it has several."""
+    top = np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1
+    values = np.unique(image)
+    other = values[~np.isin(values, (0, 1, top))]
+    if other.size:
+        shown = ", ".join(str(int(v)) for v in other[:10]) + (" ..." if other.size > 10 else "")
+        raise ValueError(f"{path}: a binary mask may hold only 0, 1 and {top}; found "
+                         f"{other.size} other values ({shown}) in {int(np.isin(image, other).sum())}"
+                         " pixels")
+    if image.ndim == 3 and not (image == image[..., :1]).all():
+        raise ValueError(f"{path}: a colour binary mask must be gray (R = G = B); "
+                         f"{int((image != image[..., :1]).any(axis=2).sum())} pixels are not")
+
+
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """bool (H, W) foreground of a mask image (PNG, or JPEG as Kvasir-SEG ships them).
 
-    0/1 images (maximum 1): foreground = 1. Otherwise foreground = above half the range
-    (> 127 for 8 bit; JPEG noise around 0 and 255 stays on its side). Colour masks are read
-    through their mean over the channels.
+    PNG (lossless): only 0, 1 and 255 (65535 for 16 bit) are allowed, gray when in colour;
+    anything else is an error naming the file and the values (a probability or label map is
+    not a mask). 0/1 images (maximum 1): foreground = 1; otherwise foreground = the maximum.
+    JPEG (lossy): foreground = above half the range (> 127 for 8 bit; JPEG noise around 0 and
+    255 stays on its side), colour read through the mean over the channels.
     """
     image = read_image(path)
+    if pathlib.Path(path).suffix.lower() not in LOSSY_MASK_EXTENSIONS:
+        check_binary_values(image, path)
     if image.ndim == 3:
         image = image.mean(axis=2)
     if image.max(initial=0) <= 1:

@@ -431,6 +431,7 @@ def initialize(
     spec = detect(os.environ, coordinator_address=coordinator_address,
                   num_processes=num_processes, process_id=process_id,
                   local_device_ids=local_device_ids)
+    _mark_join("arrived")
     if spec.multi_process:
         if spec.method != "tpu":
             # Only affects the CPU backend; without it a CPU job's cross-process collectives fail.
@@ -438,9 +439,22 @@ def initialize(
         log.info("starting jax.distributed (%s: %s)", spec.method, spec.source)
         jax.distributed.initialize(**spec.init_kwargs(),
                                    initialization_timeout=initialization_timeout_s)
+    _mark_join("joined")
     _INFO = _describe(spec.method, spec.coordinator_address)
     _log(_INFO, spec.source)
     return _INFO
+
+
+JOIN_DIR_ENV = "VB_JOIN_DIR"  # set by launch.local: where processes report joining the job
+
+
+def _mark_join(stage: str) -> None:
+    """Tell launch.local this process reached `stage` ("arrived": about to join, "joined")."""
+    folder = os.environ.get(JOIN_DIR_ENV)
+    if folder:
+        index = os.environ.get("VB_PROCESS_ID", "0")
+        with open(os.path.join(folder, f"{index}.{stage}"), "w") as f:
+            f.write(str(os.getpid()))
 
 
 def _log(info: DistributedInfo, source: str) -> None:

@@ -20,6 +20,12 @@ and exit before SIGKILL; when every one of them then exits 0 (the trainer saves 
 and stops cleanly), so does the launcher, otherwise it exits 128 + the signal. JAX traps
 SIGTERM as a preemption notice and keeps running, so a JAX process stuck in a collective ends
 at the SIGKILL: the job is over about --grace-s seconds after the first failure.
+
+Start-up deadline (--join-timeout-s, default 180 s; 0 = none): every process still running must
+have joined the job (`launch.distributed.initialize` returned; it reports through files in a
+folder named by VB_JOIN_DIR) within that time. Otherwise the launcher names the processes that
+never reached `initialize` (or, when all did, the ones still waiting in it), stops the job as
+on a failure and exits 124. A process that exits before the deadline needs no join.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -111,7 +119,7 @@ class Job:
 
     def __init__(self, command: Sequence[str], *, processes: int, devices_per_process: int,
                  port: int | None = None, grace_s: float = 10.0, stop_grace_s: float = 300.0,
-                 out: BinaryIO | None = None,
+                 join_timeout_s: float = 180.0, out: BinaryIO | None = None,
                  base_env: Mapping[str, str] | None = None):
         if processes < 1 or devices_per_process < 1:
             raise ValueError(f"--processes ({processes}) and --devices-per-process "
@@ -124,6 +132,10 @@ class Job:
         self.port = port or free_port()
         self.grace_s = grace_s
         self.stop_grace_s = stop_grace_s
+        if join_timeout_s < 0:
+            raise ValueError(f"--join-timeout-s ({join_timeout_s}) must be >= 0 (0 = no deadline)")
+        self.join_timeout_s = join_timeout_s
+        self._join_dir: str | None = None
         self.out = out if out is not None else sys.stdout.buffer
         self.base_env = dict(os.environ if base_env is None else base_env)
         self._lock = threading.Lock()
@@ -157,9 +169,12 @@ class Job:
     def start(self) -> None:
         self.note(f"{self.processes} process(es) x {self.devices_per_process} CPU device(s), "
                   f"coordinator 127.0.0.1:{self.port}: {' '.join(self.command)}")
+        self._join_dir = tempfile.mkdtemp(prefix="launch_local_join_")
+        self._started = time.monotonic()
         for i in range(self.processes):
             env = child_env(self.base_env, index=i, processes=self.processes, port=self.port,
                             devices_per_process=self.devices_per_process)
+            env["VB_JOIN_DIR"] = self._join_dir
             # Own session per child: a terminal's Ctrl-C reaches only the launcher, which
             # forwards it, and killpg reaches the child's own children (grain workers).
             child = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
@@ -179,12 +194,28 @@ class Job:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def _not_joined(self, codes: list[int | None]) -> str | None:
+        """After the join deadline: who is late ("process 1 (pid 123) never reached
+        launch.distributed.initialize"), None when every running process joined."""
+        def has(i: int, stage: str) -> bool:
+            return os.path.exists(os.path.join(self._join_dir, f"{i}.{stage}"))
+
+        late = [i for i, rc in enumerate(codes) if rc is None and not has(i, "joined")]
+        if not late:
+            return None
+        absent = [i for i in late if not has(i, "arrived")]
+        named = ", ".join(f"{i} (pid {self._children[i].pid})" for i in (absent or late))
+        where = ("never reached launch.distributed.initialize" if absent else
+                 "are still waiting in jax.distributed.initialize (a peer is missing?)")
+        return f"process(es) {named} {where} {self.join_timeout_s:g} s after start"
+
     def _on_signal(self, signum, _frame) -> None:
         self._signal = signum
 
     def wait(self) -> int:
         """Waits for the job; returns the launcher's exit status (see module docstring)."""
         failed: tuple[int, int] | None = None   # (process index, return code)
+        late: str | None = None                 # who did not join by the deadline
         interrupted: int | None = None
         deadline: float | None = None           # SIGKILL time once stopping
         killed = False
@@ -201,6 +232,14 @@ class Job:
                     self._signal_all(signal.SIGKILL)
                     killed = True
             codes = [child.poll() for child in self._children]
+            if (late is None and failed is None and interrupted is None and self.join_timeout_s
+                    and time.monotonic() - self._started > self.join_timeout_s):
+                late = self._not_joined(codes)
+                if late is not None:
+                    self.note(f"{late}; stopping the job")
+                    failed = (-1, 124)
+                    self._signal_all(signal.SIGTERM)
+                    deadline = time.monotonic() + self.grace_s
             if failed is None and interrupted is None:
                 bad = [(i, rc) for i, rc in enumerate(codes) if rc not in (None, 0)]
                 if bad:
@@ -225,7 +264,12 @@ class Job:
         self._signal_all(signal.SIGKILL, only_running=False)
         for pump in self._pumps:
             pump.join(timeout=5.0)
+        if self._join_dir:
+            shutil.rmtree(self._join_dir, ignore_errors=True)
 
+        if late is not None:
+            self.note(f"job failed: {late} (--join-timeout-s)")
+            return 124
         if failed is not None:
             index, rc = failed
             self.note(f"job failed: process {index} {describe_exit(rc)}")
@@ -278,6 +322,10 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--stop-grace-s", type=float, default=300.0,
                         help="seconds the processes get to save and exit after a SIGINT / "
                              "SIGTERM forwarded from the launcher, before SIGKILL")
+    parser.add_argument("--join-timeout-s", type=float, default=180.0,
+                        help="seconds every process gets to join the job "
+                             "(launch.distributed.initialize) before the launcher names the "
+                             "missing ones and stops the job (0 = no deadline)")
     args = parser.parse_args(argv[:cut])
     command = argv[cut + 1:]
     if not command:
@@ -290,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         job = Job(command, processes=args.processes, devices_per_process=args.devices_per_process,
                   port=args.port, grace_s=args.grace_s,
-                  stop_grace_s=args.stop_grace_s)
+                  stop_grace_s=args.stop_grace_s, join_timeout_s=args.join_timeout_s)
     except ValueError as err:
         print(f"[launch.local] {err}", file=sys.stderr)
         return 2

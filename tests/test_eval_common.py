@@ -66,8 +66,10 @@ def test_depth_and_mask_readers(tmp_path):
     cv2.imwrite(str(tmp_path / "rgb.png"), np.repeat(m[..., None].astype(np.uint8) * 255, 3, 2))
     noisy = (m * 240 + 8).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "noisy.png"), noisy)
-    for name in ("01", "255", "rgb", "noisy"):
+    for name in ("01", "255", "rgb"):
         np.testing.assert_array_equal(preds.read_mask(tmp_path / f"{name}.png"), m)
+    with pytest.raises(ValueError, match="found 2 other values"):  # lossless: 0 / 1 / 255 only
+        preds.read_mask(tmp_path / "noisy.png")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         preds.read_mask(tmp_path / "none.png")
 

@@ -205,3 +205,33 @@ def test_cli_errors_are_clear(capsys):
     assert "must be >= 1" in capsys.readouterr().err
     assert local.main(["-n", "2", "--", "/nonexistent/command"]) == 127
     assert "cannot start '/nonexistent/command'" in capsys.readouterr().err
+
+
+LATE = textwrap.dedent("""
+    import os, time
+    print("PID", os.getpid(), flush=True)
+    if os.environ["VB_PROCESS_ID"] == "1":
+        time.sleep(600)  # hangs before joining (a stuck import, a wrong command, ...)
+    from launch import distributed
+    distributed.initialize()
+    time.sleep(600)
+""")
+
+
+def test_process_that_never_joins_is_named_and_the_job_stopped(tmp_path):
+    """Issue 12.9: one process never joins; the job used to hang silently (200 s observed)."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE)
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "launch.local", "-n", "2", "--join-timeout-s", "4",
+                           "--grace-s", "2", "--", sys.executable, str(script)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    took = time.time() - start
+    pids = _pids(proc.stdout)
+    assert proc.returncode == 124, proc.stdout + proc.stderr
+    late_pid = re.search(r"^\[p1\] PID (\d+)$", proc.stdout, re.M).group(1)
+    assert (f"process(es) 1 (pid {late_pid}) never reached launch.distributed.initialize 4 s "
+            "after start; stopping the job") in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("[launch.local] job failed: process(es) 1")
+    assert took < 4 + 2 + 30
+    assert len(pids) == 2 and all(_gone(pid) for pid in pids)

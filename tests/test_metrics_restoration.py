@@ -67,9 +67,9 @@ def test_evaluator_means_and_errors():
     noisy, clean = _noisy_pair()
     ev = RestorationEvaluator()
     a = ev.add(noisy, clean, name="a")
-    ev.add(clean, clean, name="same")  # PSNR +inf: left out of the PSNR mean, counted
+    ev.add(clean, clean, name="same")  # PSNR +inf: counted at the 100 dB cap, never dropped
     r = ev.result(per_image=True)
-    assert r["psnr"] == pytest.approx(a["psnr"]) and r["num_identical"] == 1
+    assert r["psnr"] == pytest.approx((a["psnr"] + 100.0) / 2) and r["num_identical"] == 1
     assert r["ssim"] == pytest.approx((a["ssim"] + 1.0) / 2)
     assert r["per_image"][1]["psnr"] is None
     json.dumps(r, allow_nan=False)

@@ -43,3 +43,22 @@ def test_text_to_image_panel_is_marked():
     panel = preview._side_by_side({"target": np.zeros((10, 12, 3), np.uint8), "prompt": "x"})
     assert panel.shape == (10, 30, 3)
     assert (panel[:, :12] != 0).all() and (panel[:, 12:18] == 255).all()
+
+
+def test_mixture_that_needs_a_root_takes_it(tmp_path, capsys):
+    """Issue 12.8: cityscapes_mix was offered by --help and always failed (no way to pass root)."""
+    import fixtures_datasets as fx
+
+    with pytest.raises(SystemExit):
+        preview.main(["--help"])
+    assert "cityscapes_mix (needs root)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        preview.main(["--mixture", "cityscapes_mix", "--out", str(tmp_path / "x.png")])
+    assert "mixture 'cityscapes_mix' needs root: pass --root DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        preview.main(["--mixture", "synthetic_tiny", "--root", str(tmp_path), "--out", "x.png"])
+    assert "reads no dataset folder" in capsys.readouterr().err
+    fx.write_cityscapes(tmp_path / "cs", split="train", frames_per_city=1, size=(32, 64))
+    out = preview.main(["--mixture", "cityscapes_mix", "--root", str(tmp_path / "cs"),
+                        "--arg", "resolution=32", "--out", str(tmp_path / "grid.png"), "--n", "4"])
+    assert cv2.imread(str(out)) is not None

@@ -91,6 +91,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, xla_cache):
     c = runlocal_config(xla_cache, steps=8, log_every=1, checkpoint_every=4)
     c.optim.lr = 1e30
     c.optim.warmup_steps = 0
+    c.allow_config_change = True  # a resume with another optimizer must say so (issue 12)
     with pytest.raises(train.TrainingDiverged, match=r"non-finite .* at step \d+") as err:
         train.train_and_evaluate(c, workdir)
     message = str(err.value)

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import json
 import logging
 import pathlib
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,9 +35,31 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from vision_banana import failures
+
 STATE_ITEMS = ("params", "opt_state", "ema", "model_state")
 DATA_ITEM = "data"
 FROZEN_ITEM = "frozen"  # JSON: where the omitted frozen weights of model_state come from
+CORRUPT_DIR = "checkpoints_corrupt"  # beside checkpoints/: damaged steps set aside, kept
+# Statuses / phrases of TensorStore and orbax read failures: the bytes on disk are damaged or
+# missing (as opposed to a checkpoint whose structure differs from the model's).
+_READ_FAILURES = ("OUT_OF_RANGE", "DATA_LOSS", "NOT_FOUND", "Error reading", "Error opening",
+                  "corrupt", "checksum", "truncated", "Unexpected end")
+
+
+class CorruptCheckpointError(OSError):
+    """A checkpoint step is damaged (a truncated or missing file, an unreadable data state).
+
+    Attributes:
+      step: the damaged step (None when unknown). The message names the file.
+    """
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def _encode_data_state(state: Any) -> str:
@@ -51,6 +75,16 @@ def _decode_data_state(text: str) -> Any:
     if isinstance(state, dict) and set(state) == {"__bytes_b64__"}:
         return base64.b64decode(state["__bytes_b64__"])
     return state
+
+
+def _read_data_state(path) -> Any:
+    """The decoded state file `path`; CorruptCheckpointError naming it when it is not JSON."""
+    try:
+        return _decode_data_state(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, bad base64, bad bytes
+        raise CorruptCheckpointError(
+            f"{path}: data iterator state is damaged (not valid JSON: {e}); the checkpoint's "
+            f"arrays may be intact, but the data position is lost") from None
 
 
 # Per-process counters of an iterator state (`data_mix.iterator.MixtureIterator.get_state`):
@@ -120,7 +154,7 @@ class DataStateHandler:
         index, count = jax.process_index(), jax.process_count()
         own = directory / _state_name(index, count)
         if own.exists():
-            return _decode_data_state(own.read_text())
+            return _read_data_state(own)
         written: dict[int, dict[int, epath.Path]] = {}  # writer count -> {index: file}
         for path in directory.iterdir():
             if m := _STATE_FILE.fullmatch(path.name):
@@ -132,7 +166,7 @@ class DataStateHandler:
                 f"{own}: no data iterator state for process {index} of {count}, and no complete "
                 f"set process_0..N-1-of-N.json to derive it from (found {found})")
         files = written[complete[0]]
-        states = [_decode_data_state(files[i].read_text()) for i in range(complete[0])]
+        states = [_read_data_state(files[i]) for i in range(complete[0])]
         logging.info("data iterator state: derived process %d of %d from the %d state(s) "
                      "written by a %d-process job in %s", index, count, len(states),
                      complete[0], directory)
@@ -169,6 +203,42 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 
 def _has_arrays(tree: Any) -> bool:
     return bool(jax.tree.leaves(tree))
+
+
+def _damaged_file(message: str) -> str | None:
+    """The file a TensorStore read error is about: the OCDBT database it names, narrowed to
+    the one data file of the size it reports when there is exactly one."""
+    db = re.search(r'at local file "([^"]+)"', message)
+    if db is None:
+        return None
+    root = pathlib.Path(db.group(1))
+    size = re.search(r"for value of size (\d+)", message)
+    if size is not None and root.is_dir():
+        hits = [p for p in root.rglob("*") if p.is_file() and p.stat().st_size == int(size.group(1))]
+        if len(hits) == 1:
+            return str(hits[0])
+    key = re.search(r'Error reading "([^"]+)"', message)
+    return f"{root} (entry {key.group(1)})" if key else str(root)
+
+
+def damage_in(error: BaseException, where: pathlib.Path, step: int | None
+              ) -> CorruptCheckpointError | None:
+    """A one-line CorruptCheckpointError when `error` (or its cause chain) is a read failure of
+    damaged checkpoint files, None when it is something else (e.g. a structure mismatch)."""
+    chain = failures.chain(error)
+    for e in chain:
+        if isinstance(e, CorruptCheckpointError):
+            return CorruptCheckpointError(str(e), step)
+    for e in chain:
+        text = str(e)
+        if isinstance(e, (OSError, EOFError, json.JSONDecodeError)) or any(
+                p in text for p in _READ_FAILURES):
+            first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+            named = _damaged_file(text) or getattr(e, "filename", None) or str(where)
+            return CorruptCheckpointError(
+                f"checkpoint step {step} is damaged: {named}: {type(e).__name__}: {first[:300]}",
+                step)
+    return None
 
 
 class Checkpointer:
@@ -262,7 +332,12 @@ class Checkpointer:
             args[DATA_ITEM] = DataStateRestore()
         try:
             restored = self._manager.restore(int(step), args=ocp.args.Composite(**args))
-        except (ValueError, KeyError) as e:
+        except Exception as e:  # orbax wraps reader errors in bare Exceptions
+            damaged = damage_in(e, self.directory / str(step), step)
+            if damaged is not None:
+                raise damaged from e
+            if not isinstance(e, (ValueError, KeyError)):
+                raise
             raise ValueError(
                 f"checkpoint {self.directory / str(step)} does not match the model built from "
                 f"the config (items {names}): {e}") from e
@@ -274,6 +349,54 @@ class Checkpointer:
             frozen = init_from.reimport(source, frozen_abstract, progress=jax.process_index() == 0)
             parts["model_state"] = init_from.merge(frozen, parts["model_state"])
         return parts, (restored[DATA_ITEM] if with_data else None)
+
+    def restore_latest(self, abstract_state: Mapping[str, Any], *, fall_back: bool = True
+                       ) -> tuple[int | None, dict[str, Any] | None, Any]:
+        """Restore the newest step that reads back; (None, None, None) without checkpoints.
+
+        A damaged newest step (CorruptCheckpointError: a truncated or missing array file, an
+        unreadable data state) is, with `fall_back`, moved to `<workdir>/checkpoints_corrupt/`
+        (kept for inspection; orbax would otherwise refuse to save that step again) and the
+        previous step restored, with a warning naming the file. Without `fall_back` (a
+        multi-process job: the processes must agree, and each reads only its own shards) the
+        error is raised with the command that sets the step aside by hand.
+
+        Returns:
+          (step, {part: restored tree}, data iterator state), as `restore`.
+        """
+        while True:
+            steps = self.all_steps()
+            if not steps:
+                return None, None, None
+            step = steps[-1]
+            try:
+                parts, data_state = self.restore(step, abstract_state)
+                return step, parts, data_state
+            except CorruptCheckpointError as e:
+                if len(steps) == 1:
+                    raise CorruptCheckpointError(
+                        f"{e}; no earlier checkpoint to fall back to in {self.directory}",
+                        step) from None
+                aside = self.directory.parent / CORRUPT_DIR / str(step)
+                if not fall_back:
+                    raise CorruptCheckpointError(
+                        f"{e}; to resume from step {steps[-2]}, set the damaged step aside: "
+                        f"mkdir -p {aside.parent} && mv {self.directory / str(step)} {aside}",
+                        step) from None
+                moved = self.set_aside(step)
+                logging.warning("checkpoint step %d is damaged (%s); moved to %s, falling back "
+                                "to step %d", step, e, moved, steps[-2])
+
+    def set_aside(self, step: int) -> pathlib.Path:
+        """Move step `step` out of the checkpoint directory into `checkpoints_corrupt/`."""
+        target = self.directory.parent / CORRUPT_DIR / str(step)
+        if target.exists():
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            target = target.with_name(f"{step}.{stamp}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.directory / str(step)), str(target))
+        self._manager.reload()
+        return target
 
     def _read_frozen_record(self, step: int) -> dict | None:
         """The `frozen` item of `step` (see `vision_banana.init_from.frozen_record`), or None

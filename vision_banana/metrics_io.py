@@ -57,8 +57,11 @@ class MetricWriter:
             return
         record = {"step": int(step)}
         record.update({k: _jsonable(v) for k, v in scalars.items()})
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        try:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        except OSError as e:  # e.g. a full disk: say which file
+            raise OSError(e.errno, e.strerror, str(self.workdir / "metrics.jsonl")) from e
         board = self._board()
         for key, value in scalars.items():
             value = float(np.asarray(value))
@@ -80,8 +83,11 @@ class MetricWriter:
 
     def close(self) -> None:
         if self._jsonl is not None:
-            self._jsonl.close()
-            self._jsonl = None
+            jsonl, self._jsonl = self._jsonl, None
+            try:
+                jsonl.close()
+            except OSError:  # its write already failed and was raised; do not mask that error
+                pass
         if self._tb is not None:
             self._tb.close()
             self._tb = None

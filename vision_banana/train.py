@@ -37,8 +37,9 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from vision_banana import (checkpoint, evaluators, init_from, metrics_io, model_factory, optim,
-                           preemption, sharding)
+from vision_banana import (checkpoint, evaluators, failures, init_from, metrics_io, model_factory,
+                           optim, preemption, sharding)
+from vision_banana import workdir as run_dir
 
 State = dict[str, Any]
 
@@ -235,11 +236,23 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
     """Train `config` in `workdir` (resuming from its latest checkpoint); returns the state.
 
     Raises TrainingDiverged on a NaN / inf loss or gradient norm (the last good checkpoint is
-    kept), ValueError on inconsistent configs (naming the key).
+    kept), ValueError on inconsistent configs (naming the key), workdir.ConfigChanged when the
+    workdir's run was made with another config, workdir.WorkdirLocked when another trainer
+    holds the workdir (vision_banana.workdir). `config.json` is written only once the run has
+    started fresh or restored its checkpoint, so a refused rerun leaves the run loadable.
     """
     workdir = pathlib.Path(workdir)
     is_main = jax.process_index() == 0
     _check_config(config)
+    config_changes = run_dir.check_config(config, workdir)  # before anything is written
+    if is_main:
+        workdir.mkdir(parents=True, exist_ok=True)
+    with run_dir.WorkdirLock(workdir, enabled=is_main):  # only process 0 of a job takes it
+        return _train(config, workdir, config_changes)
+
+
+def _train(config, workdir: pathlib.Path, config_changes: dict) -> State:
+    is_main = jax.process_index() == 0
     if config.train.compilation_cache_dir:
         use_compilation_cache(str(config.train.compilation_cache_dir))
     mesh = sharding.make_mesh(config)
@@ -250,9 +263,6 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
         raise ValueError(f"train.global_batch_size={gbs} is not divisible by the "
                          f"{sharding.batch_shards(mesh, rules)} batch shards of mesh "
                          f"{dict(mesh.shape)}")
-    if is_main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     writer = metrics_io.MetricWriter(workdir, enabled=is_main)
 
     decay_steps = optim.decay_horizon(config)
@@ -269,8 +279,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
         logging.info("train state, bytes per device:\n%s",
                      init_from.memory_report(abstract, shardings))
     data = make_data_iterator(config, tokenizer)
-    start = ckpt.latest_step()
     with sharding.activate(mesh, sharding.activation_rules(rules)):
+        # A damaged newest step falls back to the previous one (one process; a job refuses
+        # with the command to do it: checkpoint.Checkpointer.restore_latest).
+        start, parts, data_state = ckpt.restore_latest(
+            sharding.abstract_with_shardings(
+                {k: v for k, v in abstract.items() if k != "step"},
+                {k: v for k, v in shardings.items() if k != "step"}),
+            fall_back=jax.process_count() == 1)
         if start is None:
             start = 0
             if pretrained:  # only when starting fresh: on resume the checkpoint wins
@@ -282,12 +298,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
                                 compiler_options=model_factory.xla_options(config) or None)()
         else:
             logging.info("resuming from %s step %d", ckpt.directory, start)
-            parts, data_state = ckpt.restore(start, sharding.abstract_with_shardings(
-                {k: v for k, v in abstract.items() if k != "step"},
-                {k: v for k, v in shardings.items() if k != "step"}))
             state = {"step": jax.device_put(jnp.asarray(start, jnp.int32), shardings["step"]),
                      **parts}
             data.set_state(data_state)
+    if is_main:  # the run has started or resumed: now its config is the record
+        run_dir.write_config(config, workdir, config_changes)
     t0 = time.perf_counter()
     step_fn = compile_train_step(config, graphdef, tx, schedule, abstract, shardings,
                                  batch_shapes(config, tokenizer), mesh, rules)
@@ -372,6 +387,7 @@ def main(argv):
     # Before any other JAX call: joins the job when launched on a pod, a SLURM or GKE cluster,
     # or by `python -m launch.local`; a no-op for a plain single-process run.
     distributed.initialize()
+    failures.divert_background_errors(flags.FLAGS.workdir)
     try:
         train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     except preemption.Preempted as stop:
@@ -379,6 +395,10 @@ def main(argv):
         # raises); a restart resumes from it. The exit status tells schedulers what happened.
         logging.warning("%s; exiting with status %d", stop, flags.FLAGS.preempted_exit_code)
         sys.exit(flags.FLAGS.preempted_exit_code)
+    except Exception as error:  # one line of cause on stderr, the traceback in the workdir
+        line = failures.report(error, flags.FLAGS.workdir, "train")
+        sys.stderr.write(f"vision_banana.train: error: {line}\n")
+        sys.exit(1)
 
 
 def _define_flags():

@@ -45,6 +45,58 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
+# Void label ids 1..6 (ego vehicle .. ground) that models do not predict, but that are
+# trainIds of common classes (sidewalk, building, wall, fence, pole, traffic light).
+_VOID_IDS = np.arange(1, 7)
+TRAINID_SHARE = 0.05  # `auto`: at least this share of pixels in ids 1..6, none above 18
+
+
+def _values(values: np.ndarray) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:10])
+    return shown + (" ..." if len(values) > 10 else "")
+
+
+def check_label_ids(image: np.ndarray, fmt: str, name: str) -> None:
+    """ValueError naming the file and the values found when a prediction image cannot hold
+    what `fmt` says ("label" / "train" / "auto" / "color"; see eval.cityscapes).
+
+    - label, auto (single channel): ids outside 0..33 (cityscapesScripts rejects unknown ids
+      too), and, under `auto`, a map with no value above 18 (no vegetation, sky, person,
+      car, ...) and at least 5 % of its pixels in the void ids 1..6 that no model predicts
+      (as trainIds: sidewalk, building, wall, fence, pole, traffic light): a trainId map;
+    - train: values outside 0..18 and 255;
+    - auto (3 channels) with R = G = B and values 1..33 only: an id map saved as RGB, which
+      `auto` would read as colours and score near 0.
+    """
+    if image.ndim == 3 and fmt == "auto":
+        gray = (image == image[..., :1]).all()
+        if gray and image.max(initial=0) <= 33 and image.max(initial=0) >= 1:
+            raise ValueError(f"{name}: a 3-channel PNG with R = G = B holding values "
+                             f"{_values(np.unique(image[..., 0]))}: an id map saved as RGB, not "
+                             f"colours; save it single-channel, or pass --pred-format")
+        return
+    if image.ndim != 2 or fmt == "color":
+        return
+    values = np.unique(image)
+    if fmt == "train":
+        bad = values[(values > 18) & (values != 255)]
+        if bad.size:
+            raise ValueError(f"{name}: trainIds must be 0..18 or 255 (void); found {_values(bad)}")
+        return
+    bad = values[values > 33]
+    if bad.size:
+        hint = (" (0..18 and 255: trainIds? pass --pred-format train)"
+                if set(values.tolist()) <= set(range(19)) | {255} else "")
+        raise ValueError(f"{name}: Cityscapes label ids are 0..33; found {_values(bad)}{hint}")
+    if fmt == "auto" and values.max(initial=0) <= 18:
+        share = float(np.isin(image, _VOID_IDS).mean())
+        if share >= TRAINID_SHARE:
+            raise ValueError(
+                f"{name}: {share:.0%} of the pixels hold the void label ids 1..6 and no id is "
+                f"above 18: this looks like a trainId map; pass --pred-format train (or "
+                f"--pred-format label to score it as label ids)")
+
+
 def instance_path_for(gt_label_path: str | os.PathLike) -> pathlib.Path:
     """`*_gtFine_labelIds.png` -> `*_gtFine_instanceIds.png` beside it (the official rule)."""
     path = pathlib.Path(gt_label_path)
@@ -84,6 +136,7 @@ def find_predictions(gt_label_paths, pred_root: str | os.PathLike) -> list[pathl
 def _score_one(pred_path, gt_path, pred_ids, instance_scores):
     t0 = time.perf_counter()
     pred = read_label_png(pred_path)
+    check_label_ids(pred, pred_ids, os.fspath(pred_path))
     gt = read_label_png(gt_path)
     inst = read_label_png(instance_path_for(gt_path)) if instance_scores else None
     t1 = time.perf_counter()

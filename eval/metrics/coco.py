@@ -48,6 +48,22 @@ def load_ground_truth(gt: str | os.PathLike | dict | COCO) -> COCO:
     return coco
 
 
+def check_scores(detections: list, where: str) -> None:
+    """ValueError naming `where` (the results file) and the entry unless every detection's
+    "score" is a finite real number (not a string, a bool, None, NaN or inf): COCOeval ranks
+    by score, and NaN or a string would rank arbitrarily or fail deep inside pycocotools."""
+    bad = []
+    for n, d in enumerate(detections):
+        score = d.get("score") if isinstance(d, dict) else None
+        ok = isinstance(score, (int, float, np.floating, np.integer)) and not isinstance(score, bool)
+        if not (ok and np.isfinite(float(score))):
+            bad.append((n, score))
+    if bad:
+        shown = ", ".join(f"entry {n}: {s!r}" for n, s in bad[:5])
+        raise ValueError(f"{where}: {len(bad)} detections have no finite numeric score ({shown}"
+                         f"{' ...' if len(bad) > 5 else ''})")
+
+
 def encode_masks(masks: np.ndarray) -> list[dict]:
     """COCO RLEs (JSON-able: counts as str) of bool (N, H, W) masks."""
     masks = np.asarray(masks, bool)
@@ -92,6 +108,8 @@ class CocoSegmEvaluator:
         if len(masks) and masks.shape[1:] != (info["height"], info["width"]):
             raise ValueError(f"image {image_id}: masks are {masks.shape[1:]}, the image is "
                              f"{(info['height'], info['width'])}")
+        if not np.isfinite(scores).all():
+            raise ValueError(f"image {image_id}: scores must be finite, got {scores.tolist()}")
         unknown = set(category_ids.tolist()) - self._cat_ids
         if unknown:
             raise ValueError(f"image {image_id}: category ids {sorted(unknown)} are not in the ground truth")

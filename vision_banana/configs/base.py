@@ -153,6 +153,10 @@ def make() -> ml_collections.ConfigDict:
         xla_cpu_use_fusion_emitters=config_dict.placeholder(bool),
     ))
     c.init_from = ""
+    # Rerunning a workdir with a config that differs in more than run length / logging is
+    # refused (vision_banana.workdir); True continues with the new config, keeping the old
+    # record as config.<time>.json.
+    c.allow_config_change = False
     return c
 
 
