@@ -326,10 +326,23 @@ def modulate(x: jax.Array, mod: ModulationOut) -> jax.Array:
     return (1 + mod.scale) * layer_norm(x) + mod.shift
 
 
+# Rematerialisation policies of a transformer block (`jax.checkpoint` policies: what the
+# backward pass may keep from the forward; everything else is recomputed). Ordered from most
+# memory / least recompute to least memory / most recompute:
+#   none            no checkpoint: every intermediate of every block is kept
+#   dots            keep every matmul output, attention logits included (recompute the rest)
+#   dots_no_batch   keep the projections' outputs (matmuls without batch dimensions), recompute
+#                   attention (its logits are the largest intermediates: heads x S x S)
+#   full            keep only each block's inputs: recompute the whole block
+#   offload         as dots_no_batch, the kept projections moved to host memory (pinned_host)
+#                   and back for the backward pass; TPU / GPU backends only
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
-    "full": None,  # save nothing: recompute the whole block in the backward pass
-    "dots": jax.checkpoint_policies.checkpoint_dots,  # save matmul outputs, recompute the rest
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "offload": jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host"),
 }
+REMAT_NAMES = ("none",) + tuple(REMAT_POLICIES)
 
 
 def check_remat(remat: str) -> str:
@@ -340,8 +353,26 @@ def check_remat(remat: str) -> str:
     return remat
 
 
+def checkpointed(fn: Callable, remat: str, *, prevent_cse: bool = True) -> Callable:
+    """`jax.checkpoint(fn)` with the named policy ("none" returns fn unchanged).
+
+    `fn` must be a pure function of arrays (pytrees): blocks are run as
+    `fn(block_state, *inputs) = nnx.merge(graphdef, block_state)(*inputs)`, never through
+    `nnx.remat` on a module, whose write-back of the block's Variables fails when some of them
+    are traced at another level (the frozen base weights of a LoRA model: "Cannot mutate Param
+    from a different trace level"). prevent_cse=False inside `jax.lax.scan` (as JAX advises:
+    the loop already prevents the common-subexpression elimination that would undo remat).
+    """
+    if check_remat(remat) == "none":
+        return fn
+    return jax.checkpoint(fn, policy=REMAT_POLICIES[remat], prevent_cse=prevent_cse)
+
+
 def maybe_remat(fn: Callable, remat: str) -> Callable:
-    """Wrap a block call in `nnx.remat` with the named policy ("none" returns fn unchanged)."""
+    """Wrap a block call in `nnx.remat` with the named policy ("none" returns fn unchanged).
+
+    Kept for callers outside the Flux transformer; the transformer uses `checkpointed`.
+    """
     if check_remat(remat) == "none":
         return fn
     return nnx.remat(fn, policy=REMAT_POLICIES[remat])
