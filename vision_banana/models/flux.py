@@ -93,10 +93,12 @@ class DoubleStreamBlock(nnx.Module):
     """MMDiT block: separate weights per stream (img / txt), joint attention over [txt, img]."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, *,
-                 rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None):
+                 rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None,
+                 attn_chunk: int = 0):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         mlp_hidden = int(hidden_size * mlp_ratio)
         self.attn_impl = attn_impl
+        self.attn_chunk = int(attn_chunk)
         self.img_mod = layers.Modulation(hidden_size, double=True, **kw)
         self.img_attn = SelfAttention(hidden_size, num_heads, qkv_bias, **kw)
         self.img_mlp = _mlp(hidden_size, mlp_hidden, kw)
@@ -116,7 +118,7 @@ class DoubleStreamBlock(nnx.Module):
         q = jnp.concatenate([txt_q, img_q], axis=1)
         k = jnp.concatenate([txt_k, img_k], axis=1)
         v = jnp.concatenate([txt_v, img_v], axis=1)
-        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl)
+        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl, self.attn_chunk)
         n_txt = txt.shape[1]
         txt_attn, img_attn = attn[:, :n_txt], attn[:, n_txt:]
 
@@ -132,9 +134,11 @@ class SingleStreamBlock(nnx.Module):
     fused `linear2` (proj | mlp_out), QK `norm`, `modulation` (BFL SingleStreamBlock)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
-                 dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None):
+                 dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None,
+                 attn_chunk: int = 0):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.hidden_size = hidden_size
+        self.attn_chunk = int(attn_chunk)
         self.num_heads = num_heads
         self.mlp_hidden_dim = int(hidden_size * mlp_ratio)
         self.attn_impl = attn_impl
@@ -154,7 +158,7 @@ class SingleStreamBlock(nnx.Module):
         qkv = qkv.reshape(b, n, 3, self.num_heads, -1)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = self.norm(q, k, v)
-        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl)
+        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl, self.attn_chunk)
         out = self.linear2(jnp.concatenate([attn, layers.gelu_tanh(mlp)], axis=-1))
         return x + mod.gate * out
 
@@ -186,6 +190,7 @@ class Flux(nnx.Module):
       dtype: compute dtype (bfloat16 on accelerators); param_dtype: storage (float32 master).
       remat: rematerialisation of each block in the backward pass (`layers.REMAT_POLICIES`).
       attn_impl: `jax.nn.dot_product_attention` implementation (None = XLA, "cudnn").
+      attn_chunk: queries per attention chunk (`layers.attention` query_chunk; 0 = all).
       scan_layers: stack each block list's parameters on a leading layer axis and run it under
         `jax.lax.scan` (see `vision_banana.models.stacking`). The same seed gives the same
         weights in either layout (layer i of the stack = block i of the unrolled model).
@@ -193,7 +198,7 @@ class Flux(nnx.Module):
 
     def __init__(self, params: FluxParams, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
                  param_dtype: Dtype = jnp.float32, remat: str = "none",
-                 attn_impl: str | None = None, scan_layers: bool = False):
+                 attn_impl: str | None = None, scan_layers: bool = False, attn_chunk: int = 0):
         self.params = params
         self.dtype = dtype
         self.remat = layers.check_remat(remat)
@@ -207,10 +212,11 @@ class Flux(nnx.Module):
         self.guidance_in = (layers.MLPEmbedder(layers.TIME_EMBED_DIM, p.hidden_size, **kw)
                             if p.guidance_embed else None)
         self.txt_in = layers.linear(p.context_in_dim, p.hidden_size, ("cond", "embed"), **kw)
-        double = [DoubleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, p.qkv_bias,
-                                    attn_impl=attn_impl, **kw) for _ in range(p.depth)]
-        single = [SingleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, attn_impl=attn_impl,
-                                    **kw) for _ in range(p.depth_single_blocks)]
+        attn = dict(attn_impl=attn_impl, attn_chunk=attn_chunk)
+        double = [DoubleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, p.qkv_bias, **attn,
+                                    **kw) for _ in range(p.depth)]
+        single = [SingleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, **attn, **kw)
+                  for _ in range(p.depth_single_blocks)]
         if self.scan_layers:
             if not (double and single):
                 raise ValueError(f"scan_layers needs depth >= 1 and depth_single_blocks >= 1, "

@@ -138,7 +138,8 @@ class Generator(nnx.Module):
                                 remat=config.remat, attn_impl=config.attention,
                                 # Absent from configs saved before stacked blocks existed:
                                 # those runs' checkpoints hold the unrolled layout.
-                                scan_layers=bool(config.get("scan_layers", False)))
+                                scan_layers=bool(config.get("scan_layers", False)),
+                                attn_chunk=int(config.get("attention_chunk", 0)))
         lora_config = config.get("lora")
         if lora_config is not None and int(lora_config.rank) > 0:
             # Low-rank adapters on the transformer's projections (vision_banana.lora); the base
