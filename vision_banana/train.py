@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from vision_banana import (checkpoint, evaluators, init_from, metrics_io, optim, predict,
                            preemption, sharding)
+from vision_banana.models import stacking
 
 State = dict[str, Any]
 
@@ -250,6 +251,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
         raise ValueError(f"train.global_batch_size={gbs} is not divisible by the "
                          f"{sharding.batch_shards(mesh, rules)} batch shards of mesh "
                          f"{dict(mesh.shape)}")
+    stacking.keep_saved_layout(config, workdir / "config.json")  # before it is overwritten
     if is_main:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))

@@ -20,6 +20,10 @@ sharded by the rule table.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import pathlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -150,3 +154,23 @@ def is_stacked_tree(paths: Sequence[str]) -> bool | None:
             if part in STACKED:
                 return not _INDEX.match(parts[i + 1])
     return None
+
+
+def keep_saved_layout(config, saved_config: str | os.PathLike) -> None:
+    """Resume a workdir in the block layout its checkpoints were written in.
+
+    `config.model.scan_layers` changes the parameter tree, so when the workdir's saved
+    config.json (`saved_config`) says otherwise - or predates the key (no `model.scan_layers`:
+    the unrolled layout) - the saved value wins, with a warning; a fresh workdir (or
+    `stack_state` on a restored state) moves a run to the stacked layout. No-op without a
+    saved config or when `config.model` has no `scan_layers`.
+    """
+    path = pathlib.Path(saved_config)
+    if "scan_layers" not in config.model or not path.is_file():
+        return
+    was = bool(json.loads(path.read_text()).get("model", {}).get("scan_layers", False))
+    if was != bool(config.model.scan_layers):
+        logging.warning("%s was written with model.scan_layers=%s; resuming in that layout (a "
+                        "fresh workdir starts with scan_layers=%s)", path, was,
+                        config.model.scan_layers)
+        config.model.scan_layers = was
