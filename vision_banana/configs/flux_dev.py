@@ -16,7 +16,7 @@ Options (`get_config("ckpt=...,lora=16,...")`):
   res, batch, steps   image size (pixels), global batch, training steps
   dtype       compute dtype (parameters stay float32 master weights)
   remat       rematerialization of each transformer block: full | dots_no_batch | dots | none
-              | offload (TPU / GPU), see vision_banana.models.layers.REMAT_POLICIES
+              | offload (host memory, TPU / GPU), see vision_banana.models.layers.REMAT_POLICIES
   scan        stacked transformer blocks under jax.lax.scan (model.scan_layers, default on):
               per-layer just-in-time weight gathers; 0 = the unrolled layout of runs made
               before it existed (their checkpoints hold per-layer parameters)

@@ -355,7 +355,8 @@ def modulate(x: jax.Array, mod: ModulationOut) -> jax.Array:
 #                   attention (its logits are the largest intermediates: heads x S x S)
 #   full            keep only each block's inputs: recompute the whole block
 #   offload         as dots_no_batch, the kept projections moved to host memory (pinned_host)
-#                   and back for the backward pass; TPU / GPU backends only
+#                   and back for the backward pass; saves device memory on TPU / GPU (it
+#                   compiles on CPU, where host and device memory are the same)
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
     "full": None,
     "dots": jax.checkpoint_policies.checkpoint_dots,
