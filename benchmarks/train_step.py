@@ -2,6 +2,19 @@
 
     python benchmarks/train_step.py --config=vision_banana/configs/tiny.py \
         [--config.train.global_batch_size=16] [--steps=10] [--json=out.json]
+    # FLUX.1 [dev] at full width and reduced depth, two depths -> per-layer cost, extrapolated
+    # to the full 19 + 38 blocks (--compile_only: memory only, no init, no steps):
+    python benchmarks/train_step.py \
+        --config=vision_banana/configs/flux_dev.py:res=512,batch=8 --config.mesh.fsdp=8 \
+        --layers=1,2 --layers=2,4 [--compile_only]
+
+`--layers=D,S` runs the config with D double- and S single-stream blocks (repeat the flag for
+several depths). Each run reports per-device memory (the compiled step's arguments, i.e. the
+state, and temporaries, from `memory_analysis()`) and the step time; with two depths or more a
+least-squares line cost = fixed + per_layer x (D + S) gives the per-layer memory and time and
+their extrapolation to the config's own depth (exact for a fixed D:S ratio such as FLUX's 1:2).
+On CPU with fake devices, full-width FLUX steps need tens of GiB of host memory to run: use
+`--compile_only` there (memory only), and a tiny config for timed steps.
 
 The step is the trainer's own (`train.compile_train_step`: donated state, mesh shardings) on
 random batches of the config's shapes, so data loading is excluded. MFU = model FLOPs per step
@@ -42,8 +55,9 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 # Parameter path patterns -> what they cost (see the module docstring).
 _PER_SAMPLE = re.compile(r"(img_mod|txt_mod|/modulation/|adaLN_modulation|time_in|vector_in|"
                          r"guidance_in|pool_proj)")
-_TXT_STREAM = re.compile(r"^transformer/(txt_in|double_blocks/\d+/txt_)")
-_IMG_STREAM = re.compile(r"^transformer/(img_in|double_blocks/\d+/img_|final_layer/linear)")
+# Stacked blocks (model.scan_layers) have no layer index in their paths.
+_TXT_STREAM = re.compile(r"^transformer/(txt_in|double_blocks/(\d+/)?txt_)")
+_IMG_STREAM = re.compile(r"^transformer/(img_in|double_blocks/(\d+/)?img_|final_layer/linear)")
 _JOINT = re.compile(r"^transformer/single_blocks/")
 _TEXT_ENCODER = re.compile(r"^text_encoder/")
 
@@ -118,7 +132,16 @@ def peak_flops(config) -> tuple[float, str]:
             f"measured {dtype} matmul on {kind} x {jax.device_count()} device(s)")
 
 
-def benchmark(config, steps: int, warmup: int) -> dict[str, float]:
+def device_memory(compiled) -> dict[str, float]:
+    """Per-device bytes of a compiled step (`memory_analysis()`): state arguments, temporaries,
+    their sum (outputs alias the donated state)."""
+    m = compiled.memory_analysis()
+    return {"memory_arguments_bytes": float(m.argument_size_in_bytes),
+            "memory_temporaries_bytes": float(m.temp_size_in_bytes),
+            "memory_per_device_bytes": float(m.argument_size_in_bytes + m.temp_size_in_bytes)}
+
+
+def benchmark(config, steps: int, warmup: int, compile_only: bool = False) -> dict[str, float]:
     mesh = sharding.make_mesh(config)
     rules = sharding.rules_from_config(config)
     decay = optim.decay_horizon(config)
@@ -129,6 +152,11 @@ def benchmark(config, steps: int, warmup: int) -> dict[str, float]:
     step = train.compile_train_step(config, graphdef, tx, schedule, abstract, shardings, shapes,
                                     mesh, rules)
     compile_s = time.perf_counter() - t
+    memory = device_memory(step)
+    layers = {"double_blocks": int(config.model.flux.depth),
+              "single_blocks": int(config.model.flux.depth_single_blocks)}
+    if compile_only:
+        return {"compile_s": compile_s, "devices": jax.device_count(), **layers, **memory}
     cost = step.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     with sharding.activate(mesh, sharding.activation_rules(rules)):
@@ -166,8 +194,23 @@ def benchmark(config, steps: int, warmup: int) -> dict[str, float]:
         "xla_counted_flops_per_step": float(cost.get("flops", float("nan"))) if cost else None,
         "model_flops_per_s": flops["flops_per_step"] / step_s, "peak_flops_per_s": peak,
         "peak_source": peak_source, "mfu": flops["flops_per_step"] / step_s / peak,
-        "loss": float(metrics["loss"]),
+        "loss": float(metrics["loss"]), **layers, **memory,
     }
+
+
+def per_layer(results: list[dict], full_layers: int) -> dict[str, float]:
+    """Least-squares cost = fixed + per_layer x layers over runs at several depths, for memory
+    and (when timed) step time, with the cost extrapolated to `full_layers` blocks."""
+    n = np.array([r["double_blocks"] + r["single_blocks"] for r in results], float)
+    out = {"full_depth_layers": float(full_layers)}
+    keys = ["memory_per_device_bytes", "memory_temporaries_bytes", "memory_arguments_bytes"]
+    keys += ["step_s_median"] if all("step_s_median" in r for r in results) else []
+    for key in keys:
+        slope, fixed = np.polyfit(n, np.array([r[key] for r in results], float), 1)
+        out[f"{key}_per_layer"] = float(slope)
+        out[f"{key}_fixed"] = float(fixed)
+        out[f"{key}_at_full_depth"] = float(fixed + slope * full_layers)
+    return out
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", "vision_banana/configs/tiny.py",
@@ -175,17 +218,40 @@ _CONFIG = config_flags.DEFINE_config_file("config", "vision_banana/configs/tiny.
 _STEPS = flags.DEFINE_integer("steps", 10, "timed steps")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
 _JSON = flags.DEFINE_string("json", None, "write the results here")
+_LAYERS = flags.DEFINE_multi_string("layers", [], "D,S: run with D double and S single blocks "
+                                    "(repeat for a per-layer fit); default: the config's depth")
+_COMPILE_ONLY = flags.DEFINE_bool("compile_only", False,
+                                  "compile and report memory only (no init, no timed steps)")
+
+
+def _print(result: dict) -> None:
+    width = max(map(len, result))
+    for k, v in result.items():
+        print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 
 def main(argv):
     del argv
-    result = benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value)
-    width = max(map(len, result))
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    config = _CONFIG.value
+    full = int(config.model.flux.depth) + int(config.model.flux.depth_single_blocks)
+    runs = []
+    for spec in _LAYERS.value or [""]:
+        if spec:
+            try:
+                double, single = (int(x) for x in spec.split(","))
+            except ValueError:
+                raise app.UsageError(f"--layers={spec!r}: expected D,S (two integers)") from None
+            config.model.flux.depth, config.model.flux.depth_single_blocks = double, single
+        runs.append(benchmark(config, _STEPS.value, _WARMUP.value, _COMPILE_ONLY.value))
+        _print(runs[-1])
+    result = {"runs": runs}
+    if len(runs) > 1:
+        result["per_layer"] = per_layer(runs, full)
+        print("per-layer fit (extrapolated to the config's own depth):")
+        _print(result["per_layer"])
     if _JSON.value:
         with open(_JSON.value, "w") as f:
-            json.dump(result, f, indent=2)
+            json.dump(result if len(runs) > 1 else runs[0], f, indent=2)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,25 @@ def test_dry_run_cli_state_bytes_equal_a_real_sharded_init(tmp_path, xla_cache):
     for name, value in held.items():
         assert plan["device0"][name] == value, name
         assert rows[name] == value, name  # the tiny model shards evenly: device 0 is the max
+
+
+def test_analytic_estimate_printed_and_disagreement_warned():
+    """The table carries the analytic estimate; a >50 % gap to the compiler's total warns."""
+    from vision_banana import memory_estimate
+
+    config = tiny.get_config("runlocal=1")
+    rows = {"params": 1000, "opt_state": 2000, "ema": 1000, "model_state": 0, "batch": 10}
+    est = memory_estimate.estimate(config, {"data": 2, "fsdp": 4, "tensor": 1}, rows, 32)
+    assert est.rows["gradients"] == 1000 and est.rows["residuals"] > 0
+    assert est.sequence == 32 + 2 * 16  # prompt + target + context tokens (16 px, p=2, 2x2)
+    full = {**rows, "temporaries": 0, "outputs_not_aliased": 0, "generated_code": 0}
+
+    def plan(total):
+        return dry_run.Plan(mesh={"data": 2, "fsdp": 4, "tensor": 1}, num_devices=8,
+                            global_batch_size=8, rows=full, device0={}, argument_bytes=total,
+                            total=total, estimate=est.rows)
+
+    close, far = plan(est.total), plan(10 * est.total)
+    assert "analytic estimate" in dry_run.format_plan(close)
+    assert not close.disagrees and "WARNING" not in dry_run.format_plan(close)
+    assert far.disagrees and "differ by more than 50 %" in dry_run.format_plan(far)

@@ -22,6 +22,7 @@ import torch_refs
 from vision_banana import checkpoint, convert, export, lora, models, predict, train
 from vision_banana.configs import base, flux_dev, flux_kontext, flux_schnell
 from vision_banana.models import generator as gen_lib
+from vision_banana.models import stacking
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +53,9 @@ def pretrained(tmp_path_factory):
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
+    """{per-layer path: array}; stacked blocks (model.scan_layers, the FLUX.1 configs'
+    default) are listed per layer, as the imported reference is."""
+    tree = stacking.unstack_state(tree)
     return {"/".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(tree)}
 
 

@@ -1,7 +1,8 @@
 """Dry run of the train step for a target mesh: will this config fit, before booking a pod?
 
     python -m vision_banana.dry_run --config=vision_banana/configs/flux_dev.py \\
-        --mesh data=2,fsdp=32 --device-memory-gb 95 [--devices 64] [--json plan.json]
+        --mesh data=2,fsdp=32 --device-memory-gb 95 [--devices 64] [--json plan.json] \\
+        [--backend native]
 
 Builds the train state abstractly (`train.abstract_state`: `eval_shape`, nothing allocated),
 shards it for the mesh by the config's rules, compiles the real train step ahead of time
@@ -15,9 +16,15 @@ shards it for the mesh by the config's rules, compiles the real train step ahead
       alias its inputs and are not counted twice
   total = arguments + temporaries + non-aliased outputs (+ generated code)
 
-The temporaries come from the XLA CPU compiler, which fuses and schedules differently from the
-TPU / GPU compilers: read them as an estimate (typically within tens of percent), and keep a
-margin. The state rows are exact for any backend.
+Beside the compiler's figure the dry run prints an analytic estimate (`memory_estimate`:
+state + one float32 gradient + one gathered block + per-token residuals under the remat policy
++ one block's backward) and warns when the two totals differ by more than 50 %. On fake CPU
+devices the temporaries are XLA:CPU's: it fuses, schedules and packs buffers differently from
+the TPU / GPU compilers (it widens bfloat16 buffers to float32, has no memory-aware scheduler),
+and no CPU-vs-accelerator comparison has been measured yet (docs/launch.md): read them as an
+estimate and keep a margin. `--backend native` compiles for the machine's own devices instead
+(TPU / GPU, the mesh must fit them) and reports that backend's memory analysis. The state rows
+are exact for any backend.
 
 `--devices N` (default: the product of the `--mesh` sizes, unnamed axes counting 1) sets
 `--xla_force_host_platform_device_count=N` before JAX starts, so any mesh can be planned on a
@@ -59,13 +66,28 @@ class Plan:
     argument_bytes: int  # memory_analysis(): inputs per device, as the compiler counts them
     total: int
     device_memory: int | None = None  # bytes available per device, if given
+    backend: str = "cpu"  # the platform whose compiler measured the temporaries
+    estimate: dict[str, int] = dataclasses.field(default_factory=dict)  # memory_estimate rows
 
     @property
     def fits(self) -> bool | None:
         return None if self.device_memory is None else self.total <= self.device_memory
 
+    @property
+    def estimate_total(self) -> int:
+        return int(sum(self.estimate.values()))
+
+    @property
+    def disagrees(self) -> bool:
+        """The analytic estimate and the compiler's total differ by more than 50 %."""
+        from vision_banana import memory_estimate
+
+        return bool(self.estimate) and memory_estimate.disagreement(
+            self.estimate_total, self.total) > memory_estimate.WARN_RATIO
+
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "fits": self.fits}
+        return {**dataclasses.asdict(self), "fits": self.fits,
+                "estimate_total": self.estimate_total, "disagrees": self.disagrees}
 
 
 def parse_mesh(text: str) -> dict[str, int]:
@@ -114,7 +136,9 @@ def plan(config, *, device_memory_gb: float | None = None) -> Plan:
     Nothing of the state is allocated: the state is abstract, the step compiled ahead of
     time. Raises what `train.compile_train_step` raises when the step cannot be built.
     """
-    from vision_banana import optim, sharding, train
+    import jax
+
+    from vision_banana import memory_estimate, optim, sharding, train
     from vision_banana.convert.memory import bytes_per_device
 
     if config.train.compilation_cache_dir:
@@ -150,11 +174,14 @@ def plan(config, *, device_memory_gb: float | None = None) -> Plan:
     rows["generated_code"] = int(stats.generated_code_size_in_bytes)
     total = (int(stats.argument_size_in_bytes) + rows["temporaries"]
              + rows["outputs_not_aliased"] + rows["generated_code"])
-    return Plan(mesh={a: int(mesh.shape[a]) for a in MESH_AXES}, num_devices=mesh.size,
+    mesh_sizes = {a: int(mesh.shape[a]) for a in MESH_AXES}
+    analytic = memory_estimate.estimate(config, mesh_sizes, rows, batch["tokens"].shape[1])
+    return Plan(mesh=mesh_sizes, num_devices=mesh.size,
                 global_batch_size=gbs, rows=rows, device0=first,
                 argument_bytes=int(stats.argument_size_in_bytes), total=total,
                 device_memory=(None if device_memory_gb is None
-                               else int(device_memory_gb * 2 ** 30)))
+                               else int(device_memory_gb * 2 ** 30)),
+                backend=jax.devices()[0].platform, estimate=analytic.rows)
 
 
 def human(n: float) -> str:
@@ -178,6 +205,9 @@ _LABELS = {
 }
 
 
+_ESTIMATED = ("gradients", "gathered", "residuals", "working")
+
+
 def format_plan(p: Plan) -> str:
     """The byte table `main` prints (bytes per device; exact byte counts in the last column)."""
     mesh = " ".join(f"{a}={p.mesh[a]}" for a in MESH_AXES)
@@ -191,6 +221,18 @@ def format_plan(p: Plan) -> str:
     # A cross-check: the compiler's own count of the inputs (it adds the step counter).
     lines.append(f"  (inputs as the compiler counts them: {p.argument_bytes:,d} bytes = the "
                  f"five rows above + {p.argument_bytes - rows:,d})")
+    if p.estimate:
+        lines.append(f"analytic estimate (vision_banana.memory_estimate): "
+                     f"{human(p.estimate_total)} total; temporaries "
+                     f"{human(sum(p.estimate[k] for k in _ESTIMATED))} ("
+                     + ", ".join(f"{k} {human(p.estimate[k])}" for k in _ESTIMATED) + ")")
+        compiler = "XLA:CPU (fake devices)" if p.backend == "cpu" else f"the {p.backend} compiler"
+        lines.append(f"  temporaries measured by {compiler}")
+        if p.disagrees:
+            lines.append(f"WARNING: the analytic estimate ({human(p.estimate_total)}) and the "
+                         f"compiler's total ({human(p.total)}) differ by more than 50 %: check "
+                         f"the remat policy, the sequence length and the sharding before "
+                         f"trusting either")
     if p.device_memory is not None:
         verdict = "fits" if p.fits else "DOES NOT FIT"
         lines.append(f"device memory {human(p.device_memory)}: {verdict} "
@@ -221,11 +263,12 @@ def main(argv: Sequence[str]) -> int:
     return DOES_NOT_FIT if result.fits is False else 0
 
 
-def _pre_scan(argv: Sequence[str]) -> tuple[str, int | None]:
-    """--mesh and --devices from raw argv (needed before JAX and the config are loaded)."""
-    mesh, devices = "", None
+def _pre_scan(argv: Sequence[str]) -> tuple[str, int | None, str]:
+    """--mesh, --devices and --backend from raw argv (needed before JAX and the config are
+    loaded)."""
+    mesh, devices, backend = "", None, "cpu"
     for i, arg in enumerate(argv):
-        for name in ("mesh", "devices"):
+        for name in ("mesh", "devices", "backend"):
             value = None
             if arg.startswith(f"--{name}="):
                 value = arg.split("=", 1)[1]
@@ -234,9 +277,11 @@ def _pre_scan(argv: Sequence[str]) -> tuple[str, int | None]:
             if value is not None:
                 if name == "mesh":
                     mesh = value
+                elif name == "backend":
+                    backend = value
                 else:
                     devices = int(value)
-    return mesh, devices
+    return mesh, devices, backend
 
 
 def _define_flags() -> None:
@@ -249,6 +294,9 @@ def _define_flags() -> None:
     flags.DEFINE_integer("devices", None, "fake CPU devices (default: product of the mesh)")
     flags.DEFINE_float("device_memory_gb", None, "memory per device in GiB: report fit")
     flags.DEFINE_string("json", "", "also write the numbers to this JSON file")
+    flags.DEFINE_enum("backend", "cpu", ["cpu", "native"],
+                      "cpu: fake CPU devices (any mesh, XLA:CPU temporaries); native: this "
+                      "machine's own devices (TPU / GPU), whose compiler reports the memory")
     flags.mark_flags_as_required(["config"])
 
 
@@ -258,11 +306,12 @@ def run_cli(argv: Sequence[str]) -> None:
 
     # absl spells flags with underscores; accept the dashed spelling users type too.
     argv = [re.sub(r"^--device-memory-gb", "--device_memory_gb", a) for a in argv]
-    mesh_text, devices = _pre_scan(argv[1:])
+    mesh_text, devices, backend = _pre_scan(argv[1:])
     try:
         base_mesh = {"data": 1, "fsdp": 1, "tensor": 1}
         base_mesh.update(parse_mesh(mesh_text))
-        force_cpu_devices(device_count_for(base_mesh, devices))
+        if backend != "native":  # native: the accelerator's own devices and compiler
+            force_cpu_devices(device_count_for(base_mesh, devices))
     except ValueError as err:
         sys.exit(f"dry_run: {err}")
     _define_flags()

@@ -34,6 +34,8 @@ from typing import Any
 
 from flax import nnx
 
+from vision_banana.models import stacking
+
 # The leaves a pretrained checkpoint provides: every parameter but the LoRA adapters
 # (`convert.load_train_state` raises when one of them has no tensor). In `model_state` these
 # are the frozen weights checkpoints omit; LoRA adapters outside `train.trainable` are random
@@ -75,13 +77,20 @@ def absolute(source: str | os.PathLike) -> str:
 
 
 def frozen_record(source: str, frozen: nnx.State) -> dict[str, Any]:
-    """JSON-able description of the omitted weights: source, leaf count, bytes, file sizes."""
+    """JSON-able description of the omitted weights: source, leaf count, bytes, file sizes.
+
+    The count is of per-layer arrays, as the checkpoint names them: a stacked block parameter
+    (`models.stacking`) counts once per layer, so the record is the same in either layout.
+    """
     import jax
     import numpy as np
 
     leaves = jax.tree.leaves(frozen)
+    count = sum(int(v.shape[0]) if stacking.stacked_part(p[1:]) is not None
+                and str(p[0]) == "transformer" else 1
+                for p, v in nnx.to_flat_state(frozen))
     source = absolute(source)
-    return {"init_from": source, "num_arrays": len(leaves),
+    return {"init_from": source, "num_arrays": int(count),
             "bytes": int(sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape))
                              for x in leaves)),
             "files": _source_files(str(source))}

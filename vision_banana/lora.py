@@ -16,6 +16,12 @@ Training only the adapters: the trainer's `train.trainable` regex = `TRAINABLE_P
 `merge(transformer)` folds the adapters into the kernels (W + alpha/rank A B, in float32) and
 restores plain `nnx.Linear`s, e.g. before `vision_banana.convert.export`.
 
+Stacked blocks (`model.scan_layers`, `vision_banana.models.stacking`): a stacked layer
+(`double_blocks/img_attn/qkv`, kernel (depth, in, out)) is matched through its per-layer paths
+(`double_blocks/<i>/img_attn/qkv`), so the same patterns select the same layers in both
+layouts; its adapters are stacked too (A (depth, in, rank), B (depth, rank, out)). A pattern
+that selects only some layers of a stack raises (use `scan_layers=False` for that).
+
 Config (`config.model.lora`): rank (0 = off), alpha, patterns (regexes, re.search).
 """
 
@@ -29,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from vision_banana.models import layers
+from vision_banana.models import layers, stacking
 
 # Attention (fused qkv, output proj) and MLP projections of double-stream blocks, fused
 # linear1 / linear2 of single-stream blocks: the layers Flux LoRA trainers target.
@@ -62,13 +68,19 @@ class LoRALinear(nnx.Linear):
         self.kernel = base.kernel
         self.bias = base.bias if base.bias is not None else nnx.data(None)
         self.rank, self.alpha = int(rank), float(alpha)
-        names = base.kernel.get_metadata().get("out_sharding") or (None, None)
-        init_a = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+        # Stacked blocks: kernel (layers, in, out) -> A (layers, in, rank), B (layers, rank, out)
+        stack = tuple(base.kernel.shape[:-2])
+        lead = (None,) * len(stack)
+        names = base.kernel.get_metadata().get("out_sharding") or lead + (None, None)
+        names = tuple(names)[len(stack):]
+        init_a = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform",
+                                                   batch_axis=tuple(range(len(stack))))
         self.lora_a = nnx.LoRAParam(
-            init_a(key, (base.in_features, self.rank), base.param_dtype),
-            **layers.sharding_metadata((names[0], None)))
-        self.lora_b = nnx.LoRAParam(jnp.zeros((self.rank, base.out_features), base.param_dtype),
-                                    **layers.sharding_metadata((None, names[1])))
+            init_a(key, stack + (base.in_features, self.rank), base.param_dtype),
+            **layers.sharding_metadata(lead + (names[0], None)))
+        self.lora_b = nnx.LoRAParam(
+            jnp.zeros(stack + (self.rank, base.out_features), base.param_dtype),
+            **layers.sharding_metadata(lead + (None, names[1])))
 
     @property
     def scale(self) -> float:
@@ -94,11 +106,30 @@ def _set_child(module: nnx.Module, path: tuple, child: nnx.Module) -> None:
         setattr(parent, path[-1], child)
 
 
+def _matches(path: tuple, sub: nnx.Linear, regexes) -> bool:
+    """Whether a layer's path matches; a stacked layer's (kernel (layers, in, out)) through
+    the per-layer paths it stands for, all of which must agree."""
+    def hit(name):
+        return any(r.search(name) for r in regexes)
+
+    stacked = stacking.stacked_part(path)
+    if stacked is None or sub.kernel.ndim < 3:
+        return hit(_path(path))
+    blocks, rest = stacked
+    hits = [hit(_path((blocks, i) + rest)) for i in range(sub.kernel.shape[0])]
+    if any(hits) and not all(hits):
+        raise ValueError(f"lora.patterns select layers {[i for i, h in enumerate(hits) if h]} "
+                         f"of the stacked {_path(path)} ({len(hits)} layers): stacked blocks "
+                         f"take adapters on all layers or none; set model.scan_layers=False "
+                         f"to adapt single layers")
+    return all(hits)
+
+
 def matching_layers(module: nnx.Module, patterns: Sequence[str]) -> list[tuple[tuple, nnx.Linear]]:
     """(path, layer) of every plain `nnx.Linear` in `module` whose path matches a pattern."""
     regexes = [re.compile(p) for p in patterns]
     return [(path, sub) for path, sub in nnx.iter_modules(module)
-            if type(sub) is nnx.Linear and any(r.search(_path(path)) for r in regexes)]
+            if type(sub) is nnx.Linear and _matches(path, sub, regexes)]
 
 
 def apply(module: nnx.Module, config, *, rngs: "nnx.Rngs | layers.ParamKeys") -> list[str]:

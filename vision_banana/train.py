@@ -40,6 +40,7 @@ from tqdm import tqdm
 from vision_banana import (checkpoint, evaluators, failures, init_from, metrics_io, model_factory,
                            optim, preemption, sharding)
 from vision_banana import workdir as run_dir
+from vision_banana.models import stacking
 
 State = dict[str, Any]
 
@@ -244,6 +245,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> State:
     workdir = pathlib.Path(workdir)
     is_main = jax.process_index() == 0
     _check_config(config)
+    # The block layout of an existing run's checkpoints wins over the config's default.
+    stacking.keep_saved_layout(config, workdir / run_dir.CONFIG_NAME)
     config_changes = run_dir.check_config(config, workdir)  # before anything is written
     if is_main:
         workdir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,11 @@ Options (`get_config("ckpt=...,lora=16,...")`):
   mixture     data mixture (`data_mix.mixtures`; the embedded `synthetic_demo` needs no download)
   res, batch, steps   image size (pixels), global batch, training steps
   dtype       compute dtype (parameters stay float32 master weights)
-  remat       rematerialization of the transformer blocks: full | dots | none
+  remat       rematerialization of each transformer block: full | dots_no_batch | dots | none
+              | offload (host memory, TPU / GPU), see vision_banana.models.layers.REMAT_POLICIES
+  scan        stacked transformer blocks under jax.lax.scan (model.scan_layers, default on):
+              per-layer just-in-time weight gathers; 0 = the unrolled layout of runs made
+              before it existed (their checkpoints hold per-layer parameters)
   t5_len      T5 prompt tokens (0 = the model's: 512 dev / Kontext, 256 schnell)
 
 Fine-tuning settings follow common Flux fine-tuning practice: small learning rate (1e-5 full,
@@ -31,7 +35,7 @@ import ml_collections
 from vision_banana.configs import base
 
 OPTIONS = dict(ckpt="", lora=0, lora_alpha=0.0, mixture="synthetic_demo", res=512, batch=64,
-               steps=20_000, dtype="bfloat16", remat="full", t5_len=0)
+               steps=20_000, dtype="bfloat16", remat="full", t5_len=0, scan=True)
 VARIANTS = ("dev", "kontext", "schnell")
 
 
@@ -44,10 +48,11 @@ def _model(opts, variant: str) -> ml_collections.ConfigDict:
 
     if opts.ckpt:
         return convert.model_config(opts.ckpt, dtype=opts.dtype, remat=opts.remat,
-                                    t5_max_length=opts.t5_len or None)
+                                    t5_max_length=opts.t5_len or None, scan_layers=opts.scan,
+                                    attention_chunk=512)
     model = models.flux_dev_model_config()  # published shapes, byte stand-in text encoder
     model.flux.guidance_embed = variant != "schnell"
-    model.dtype, model.remat = opts.dtype, opts.remat
+    model.dtype, model.remat, model.scan_layers = opts.dtype, opts.remat, opts.scan
     return model
 
 

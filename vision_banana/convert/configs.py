@@ -32,13 +32,17 @@ def model_config(paths: str | os.PathLike | Layout, *, dtype: str = "bfloat16",
                  param_dtype: str = "float32", remat: str = "full", attention: str = "xla",
                  context_mode: str = "sequence", t5_max_length: int | None = None,
                  prompt_cache: int = 0, lora: ml_collections.ConfigDict | None = None,
-                 axes_dim=None) -> ml_collections.ConfigDict:
+                 axes_dim=None, scan_layers: bool = False,
+                 attention_chunk: int = 0) -> ml_collections.ConfigDict:
     """The generator config (`config.model`) matching the checkpoint at `paths`.
 
     Needs the transformer, VAE, T5, CLIP and the tokenizer folders (diffusers layout, or BFL
     files for transformer / autoencoder plus a folder with the rest). t5_max_length: default
     512 (guidance-distilled dev / Kontext) or 256 (schnell). lora: `lora.lora_config(...)`
-    to train adapters. axes_dim: RoPE split for BFL files with non-128 heads.
+    to train adapters. axes_dim: RoPE split for BFL files with non-128 heads. scan_layers:
+    stacked transformer blocks under `jax.lax.scan` (`models.stacking`; the import reads the
+    per-layer tensors into the stacks). attention_chunk: queries per attention chunk
+    (`models.layers.attention`, 0 = all at once).
     """
     layout = paths if isinstance(paths, Layout) else discover(paths)
     layout.require("transformer", "vae", "t5", "clip")
@@ -58,7 +62,8 @@ def model_config(paths: str | os.PathLike | Layout, *, dtype: str = "bfloat16",
                           tokenizer_dir=str(layout.tokenizer_dir), prompt_cache=int(prompt_cache),
                           **ids),
         context_mode=context_mode, dtype=dtype, param_dtype=param_dtype, remat=remat,
-        attention=attention)
+        attention=attention, scan_layers=bool(scan_layers),
+        attention_chunk=int(attention_chunk))
     cfg["flux"]["axes_dim"] = tuple(cfg["flux"]["axes_dim"])
     cfg["autoencoder"]["ch_mult"] = tuple(cfg["autoencoder"]["ch_mult"])
     if lora is not None:

@@ -13,6 +13,7 @@ tensor; process 0 writes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -30,6 +31,7 @@ from vision_banana.convert.lazy import Rule
 from vision_banana.convert.safetensors_io import write_file, write_sharded
 from vision_banana.lora import LoRALinear
 from vision_banana.models.autoencoder import AutoencoderKL
+from vision_banana.models import stacking
 from vision_banana.models.flux import Flux
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"
@@ -55,23 +57,41 @@ def _host(x: jax.Array) -> np.ndarray:
 
 def _arrays(module: nnx.Module) -> tuple[dict[str, Callable[[], np.ndarray]], dict[str, Any]]:
     """({path: () -> host array}, {path: abstract value}) of `module`'s parameters, with LoRA
-    adapters folded into their kernels (and not listed themselves)."""
+    adapters folded into their kernels (and not listed themselves). Stacked blocks
+    (`models.stacking`) are listed per layer (`double_blocks/<i>/...`), as checkpoints name
+    them; each layer is sliced on device, so the host holds one layer at a time."""
     getters: dict[str, Callable[[], np.ndarray]] = {}
     values: dict[str, Any] = {}
     for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param)):
         if isinstance(var, nnx.LoRAParam):
             continue
-        name = "/".join(map(str, path))
-        getters[name] = (lambda v=var: _host(v[...]))
-        values[name] = var[...]
+        if stacking.stacked_part(path) is None:
+            name = "/".join(map(str, path))
+            getters[name] = (lambda v=var: _host(v[...]))
+            values[name] = var[...]
+            continue
+        blocks, rest = stacking.stacked_part(path)
+        value = var[...]
+        for i in range(value.shape[0]):
+            name = "/".join(map(str, (blocks, i) + tuple(rest)))
+            getters[name] = (lambda v=var, i=i: _host(v[...][i]))
+            values[name] = jax.ShapeDtypeStruct(value.shape[1:], value.dtype)
     for path, layer in nnx.iter_modules(module):
         if isinstance(layer, LoRALinear):
-            def merged(layer=layer):
-                delta = (_host(layer.lora_a[...]).astype(np.float32)
-                         @ _host(layer.lora_b[...]).astype(np.float32))
-                kernel = _host(layer.kernel[...])
+            def merged(layer=layer, i=None):
+                pick = (lambda x: x) if i is None else (lambda x: x[i])
+                delta = (_host(pick(layer.lora_a[...])).astype(np.float32)
+                         @ _host(pick(layer.lora_b[...])).astype(np.float32))
+                kernel = _host(pick(layer.kernel[...]))
                 return (kernel.astype(np.float32) + layer.scale * delta).astype(kernel.dtype)
-            getters["/".join(map(str, path)) + "/kernel"] = merged
+            found = stacking.stacked_part(path)
+            if found is None or layer.kernel.ndim < 3:
+                getters["/".join(map(str, path)) + "/kernel"] = merged
+                continue
+            blocks, rest = found
+            for i in range(layer.kernel.shape[0]):
+                getters["/".join(map(str, (blocks, i) + tuple(rest) + ("kernel",)))] = \
+                    functools.partial(merged, layer, i)
     return getters, values
 
 

@@ -225,6 +225,36 @@ class Concatenated(Lazy):
             part.release()
 
 
+class Stacked(Lazy):
+    """`np.stack(layers)`: a stacked block parameter (`models.stacking`) read from its
+    per-layer checkpoint tensors; a block reads only the layers it spans."""
+
+    def __init__(self, layers: Sequence[Lazy]):
+        self.layers = list(layers)
+        first = self.layers[0]
+        for x in self.layers[1:]:
+            if x.shape != first.shape or x.dtype != first.dtype:
+                raise ValueError(f"cannot stack {self.layers}: "
+                                 f"{[(y.shape, str(y.dtype)) for y in self.layers]}")
+        self.dtype = first.dtype
+        self.shape = (len(self.layers),) + tuple(first.shape)
+
+    def read(self, index: Index) -> np.ndarray:
+        (a, b), rest = index[0], tuple(index[1:])
+        if a >= b:
+            return np.zeros(tuple(hi - lo for lo, hi in index), self.dtype)
+        return np.stack([self.layers[i].read(rest) for i in range(a, b)])
+
+    def prefetch(self, index: Index) -> None:
+        (a, b), rest = index[0], tuple(index[1:])
+        for i in range(a, b):
+            self.layers[i].prefetch(rest)
+
+    def release(self) -> None:
+        for x in self.layers:
+            x.release()
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """Our parameter `ours` ("/"-joined path) = checkpoint tensors `theirs`, concatenated along

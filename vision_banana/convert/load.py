@@ -35,8 +35,9 @@ from vision_banana.convert import flux as flux_map
 from vision_banana.convert import t5 as t5_map
 from vision_banana.convert import vae as vae_map
 from vision_banana.convert.layout import Component, Layout, discover
-from vision_banana.convert.lazy import Lazy, Rule, normalize_index
+from vision_banana.convert.lazy import Lazy, Rule, Stacked, normalize_index
 from vision_banana.convert.safetensors_io import Checkpoint, open_checkpoint
+from vision_banana.models import stacking
 
 # Where each checkpoint part lives in the Generator's tree.
 ROOTS = {"transformer": "transformer/", "vae": "autoencoder/", "t5": "text_encoder/t5/",
@@ -80,6 +81,12 @@ class _Part:
             self.ignored = {n for n in names if n.endswith(clip_map.IGNORED_SUFFIXES)}
 
     def lazy(self, path: str) -> Lazy | None:
+        if self.comp.part == "transformer":
+            # Stacked blocks (model.scan_layers): the stack of the per-layer tensors.
+            per_layer = stacking.layer_paths(path, stacking.depths_of(self.params))
+            if per_layer is not None:
+                parts = [self.lazy(p) for p in per_layer]
+                return Stacked(parts) if parts and all(p is not None for p in parts) else None
         rule = self._rule(path)
         if rule is None or any(name not in self.ckpt for name in rule.theirs):
             return None

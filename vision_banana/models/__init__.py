@@ -15,7 +15,13 @@ Model configs are what the trainer keeps at `config.model`:
                  patterns); absent or rank 0 = none
   context_mode:  "sequence" (Kontext: input-image tokens appended with id index 1) or
                  "channels" (input-image tokens concatenated on channels; flux.in_channels x2)
-  dtype / param_dtype: compute / storage dtype names; remat: "none" | "full" | "dots";
+  dtype / param_dtype: compute / storage dtype names; remat: a block rematerialisation policy
+                 ("none" | "dots" | "dots_no_batch" | "full" | "offload", `layers.REMAT_POLICIES`)
+  scan_layers:   stack the transformer blocks and run them under `jax.lax.scan`
+                 (`models.stacking`; on for the FLUX.1 configs, off for the small ones and for
+                 configs saved before the key existed); attention_chunk: queries per
+                 attention chunk with the XLA attention (`layers.attention` query_chunk, 0 = all
+                 at once; the FLUX.1 configs use 512);
   attention:     `jax.nn.dot_product_attention` implementation: "xla" or "cudnn" (fused
                  flash attention on NVIDIA GPUs, bfloat16 / float16 only)
 """
@@ -56,7 +62,7 @@ FLUX_VARIANTS = {"dev": (True, 512), "kontext": (True, 512), "schnell": (False, 
 def _model(flux: dict, autoencoder: dict, text_encoder: dict, **kw) -> ml_collections.ConfigDict:
     cfg = dict(flux=flux, autoencoder=autoencoder, text_encoder=text_encoder,
                context_mode="sequence", dtype="float32", param_dtype="float32", remat="none",
-               attention="xla")
+               attention="xla", scan_layers=False, attention_chunk=0)
     cfg.update(kw)
     return ml_collections.ConfigDict(cfg)
 
@@ -113,7 +119,7 @@ def flux_dev_model_config() -> ml_collections.ConfigDict:
         autoencoder=dict(FLUX_VAE),
         text_encoder=dict(kind="byte", width=4096, depth=0, num_heads=32, max_length=512,
                           pooled_dim=768, mlp_ratio=4.0),
-        dtype="bfloat16", remat="full")
+        dtype="bfloat16", remat="full", scan_layers=True, attention_chunk=512)
 
 
 def flux_kontext_model_config() -> ml_collections.ConfigDict:

@@ -6,9 +6,13 @@ parameter tree mirrors the PyTorch state dict name for name (`double_blocks/3/im
 <-> `double_blocks.3.img_attn.qkv.weight` transposed), so public FLUX.1 dev / schnell / Kontext
 weights import by renaming `weight` to `kernel` (transposed) only.
 
-Additions over the reference, both off by default so the call equals BFL exactly:
+Additions over the reference, all off by default so the call equals BFL exactly:
 - `key_mask` (B, L + N) bool: keys to ignore (absent Kontext context, text padding).
-- `remat` on every block ("none" | "full" | "dots").
+- `remat` on every block ("none" | "dots" | "dots_no_batch" | "full" | "offload", see
+  `layers.REMAT_POLICIES`).
+- `scan_layers`: the blocks stacked on a leading layer axis and run under `jax.lax.scan`
+  (`vision_banana.models.stacking`); the parameter paths lose the layer index
+  (`double_blocks/img_attn/qkv/kernel` of shape (depth, D, 3D)), the outputs are the same.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vision_banana.models import layers
+from vision_banana.models import layers, stacking
 from vision_banana.models.layers import Dtype
 
 
@@ -89,10 +93,12 @@ class DoubleStreamBlock(nnx.Module):
     """MMDiT block: separate weights per stream (img / txt), joint attention over [txt, img]."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, *,
-                 rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None):
+                 rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None,
+                 attn_chunk: int = 0):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         mlp_hidden = int(hidden_size * mlp_ratio)
         self.attn_impl = attn_impl
+        self.attn_chunk = int(attn_chunk)
         self.img_mod = layers.Modulation(hidden_size, double=True, **kw)
         self.img_attn = SelfAttention(hidden_size, num_heads, qkv_bias, **kw)
         self.img_mlp = _mlp(hidden_size, mlp_hidden, kw)
@@ -112,7 +118,7 @@ class DoubleStreamBlock(nnx.Module):
         q = jnp.concatenate([txt_q, img_q], axis=1)
         k = jnp.concatenate([txt_k, img_k], axis=1)
         v = jnp.concatenate([txt_v, img_v], axis=1)
-        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl)
+        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl, self.attn_chunk)
         n_txt = txt.shape[1]
         txt_attn, img_attn = attn[:, :n_txt], attn[:, n_txt:]
 
@@ -128,9 +134,11 @@ class SingleStreamBlock(nnx.Module):
     fused `linear2` (proj | mlp_out), QK `norm`, `modulation` (BFL SingleStreamBlock)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
-                 dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None):
+                 dtype: Dtype, param_dtype: Dtype, attn_impl: str | None = None,
+                 attn_chunk: int = 0):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.hidden_size = hidden_size
+        self.attn_chunk = int(attn_chunk)
         self.num_heads = num_heads
         self.mlp_hidden_dim = int(hidden_size * mlp_ratio)
         self.attn_impl = attn_impl
@@ -150,7 +158,7 @@ class SingleStreamBlock(nnx.Module):
         qkv = qkv.reshape(b, n, 3, self.num_heads, -1)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = self.norm(q, k, v)
-        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl)
+        attn = layers.attention(q, k, v, pe, key_mask, self.attn_impl, self.attn_chunk)
         out = self.linear2(jnp.concatenate([attn, layers.gelu_tanh(mlp)], axis=-1))
         return x + mod.gate * out
 
@@ -180,16 +188,21 @@ class Flux(nnx.Module):
       params: architecture.
       rngs: parameter initialisation.
       dtype: compute dtype (bfloat16 on accelerators); param_dtype: storage (float32 master).
-      remat: "none" | "full" | "dots" rematerialisation of each block in the backward pass.
+      remat: rematerialisation of each block in the backward pass (`layers.REMAT_POLICIES`).
       attn_impl: `jax.nn.dot_product_attention` implementation (None = XLA, "cudnn").
+      attn_chunk: queries per attention chunk (`layers.attention` query_chunk; 0 = all).
+      scan_layers: stack each block list's parameters on a leading layer axis and run it under
+        `jax.lax.scan` (see `vision_banana.models.stacking`). The same seed gives the same
+        weights in either layout (layer i of the stack = block i of the unrolled model).
     """
 
     def __init__(self, params: FluxParams, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
                  param_dtype: Dtype = jnp.float32, remat: str = "none",
-                 attn_impl: str | None = None):
+                 attn_impl: str | None = None, scan_layers: bool = False, attn_chunk: int = 0):
         self.params = params
         self.dtype = dtype
         self.remat = layers.check_remat(remat)
+        self.scan_layers = bool(scan_layers)
         kw = dict(rngs=layers.param_keys(rngs), dtype=dtype, param_dtype=param_dtype)
         p = params
         self.pe_embedder = layers.EmbedND(p.hidden_size // p.num_heads, p.theta, p.axes_dim)
@@ -199,12 +212,20 @@ class Flux(nnx.Module):
         self.guidance_in = (layers.MLPEmbedder(layers.TIME_EMBED_DIM, p.hidden_size, **kw)
                             if p.guidance_embed else None)
         self.txt_in = layers.linear(p.context_in_dim, p.hidden_size, ("cond", "embed"), **kw)
-        self.double_blocks = nnx.List([
-            DoubleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, p.qkv_bias,
-                              attn_impl=attn_impl, **kw) for _ in range(p.depth)])
-        self.single_blocks = nnx.List([
-            SingleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, attn_impl=attn_impl, **kw)
-            for _ in range(p.depth_single_blocks)])
+        attn = dict(attn_impl=attn_impl, attn_chunk=attn_chunk)
+        double = [DoubleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, p.qkv_bias, **attn,
+                                    **kw) for _ in range(p.depth)]
+        single = [SingleStreamBlock(p.hidden_size, p.num_heads, p.mlp_ratio, **attn, **kw)
+                  for _ in range(p.depth_single_blocks)]
+        if self.scan_layers:
+            if not (double and single):
+                raise ValueError(f"scan_layers needs depth >= 1 and depth_single_blocks >= 1, "
+                                 f"got {p.depth} and {p.depth_single_blocks}")
+            self.double_blocks = stacking.stack_modules(double)
+            self.single_blocks = stacking.stack_modules(single)
+        else:
+            self.double_blocks = nnx.List(double)
+            self.single_blocks = nnx.List(single)
         self.final_layer = LastLayer(p.hidden_size, p.out_channels, **kw)
 
     def __call__(self, img: jax.Array, img_ids: jax.Array, txt: jax.Array, txt_ids: jax.Array,
@@ -239,19 +260,44 @@ class Flux(nnx.Module):
 
         pe = self.pe_embedder(jnp.concatenate([txt_ids, img_ids], axis=1))
 
-        double = layers.maybe_remat(
-            lambda block, img, txt, vec, pe, mask: block(img, txt, vec, pe, mask), self.remat)
-        for block in self.double_blocks:
-            img, txt = double(block, img, txt, vec, pe, key_mask)
-            img, txt = layers.constrain(img, act), layers.constrain(txt, act)
+        def double(state, img, txt, vec, pe, mask):
+            img, txt = nnx.merge(double_def, state)(img, txt, vec, pe, mask)
+            return layers.constrain(img, act), layers.constrain(txt, act)
 
+        def single(state, x, vec, pe, mask):
+            return layers.constrain(nnx.merge(single_def, state)(x, vec, pe, mask), act)
+
+        if self.scan_layers:
+            double_def, double_state = nnx.split(self.double_blocks)
+            single_def, single_state = nnx.split(self.single_blocks)
+            img, txt = self._scan(double, double_state, (img, txt), vec, pe, key_mask)
+            n_txt = txt.shape[1]
+            (x,) = self._scan(lambda *a: (single(*a),), single_state,
+                              (jnp.concatenate([txt, img], axis=1),), vec, pe, key_mask)
+            return self.final_layer(x[:, n_txt:], vec)
+
+        run_double = layers.checkpointed(double, self.remat)
+        for block in self.double_blocks:
+            double_def, state = nnx.split(block)
+            img, txt = run_double(state, img, txt, vec, pe, key_mask)
         n_txt = txt.shape[1]
         x = jnp.concatenate([txt, img], axis=1)
-        single = layers.maybe_remat(
-            lambda block, x, vec, pe, mask: block(x, vec, pe, mask), self.remat)
+        run_single = layers.checkpointed(single, self.remat)
         for block in self.single_blocks:
-            x = layers.constrain(single(block, x, vec, pe, key_mask), act)
+            single_def, state = nnx.split(block)
+            x = run_single(state, x, vec, pe, key_mask)
         return self.final_layer(x[:, n_txt:], vec)
+
+    def _scan(self, block_fn, stacked_state, carry, vec, pe, key_mask):
+        """`carry = block_fn(layer_state, *carry, vec, pe, key_mask)` for every layer of a
+        stacked block list, under `jax.lax.scan`, each step rematerialised per `self.remat`."""
+        step = layers.checkpointed(block_fn, self.remat, prevent_cse=False)
+
+        def body(carry, layer_state):
+            return tuple(step(layer_state, *carry, vec, pe, key_mask)), None
+
+        carry, _ = jax.lax.scan(body, tuple(carry), stacked_state)
+        return carry
 
 
 def count_params(module: nnx.Module) -> int:

@@ -135,7 +135,11 @@ class Generator(nnx.Module):
                 raise ValueError(f"model.flux.{name}={getattr(flux, name)} but the autoencoder / "
                                  f"text encoder / context_mode={self.context_mode!r} need {want}")
         self.transformer = Flux(flux, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
-                                remat=config.remat, attn_impl=config.attention)
+                                remat=config.remat, attn_impl=config.attention,
+                                # Absent from configs saved before stacked blocks existed:
+                                # those runs' checkpoints hold the unrolled layout.
+                                scan_layers=bool(config.get("scan_layers", False)),
+                                attn_chunk=int(config.get("attention_chunk", 0)))
         lora_config = config.get("lora")
         if lora_config is not None and int(lora_config.rank) > 0:
             # Low-rank adapters on the transformer's projections (vision_banana.lora); the base

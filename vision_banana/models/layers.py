@@ -17,6 +17,7 @@ constrained with `constrain(x, ("batch", "length", "embed"))`, a no-op outside a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any, Callable, Sequence
@@ -266,19 +267,38 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, pe: tuple[jax.Array, jax.Array],
-              key_mask: jax.Array | None = None, implementation: str | None = None) -> jax.Array:
+              key_mask: jax.Array | None = None, implementation: str | None = None,
+              query_chunk: int = 0) -> jax.Array:
     """RoPE then scaled dot-product attention (BFL `math.attention`).
 
     q, k, v: (B, S, H, Dh); pe: (cos, sin) from `EmbedND`; key_mask: (B, S) bool, False keys are
     ignored by every query (None attends to all, exactly as BFL). Softmax in float32.
     `implementation`: None / "xla" / "cudnn" (see `jax.nn.dot_product_attention`).
+    query_chunk: with the XLA implementation, attend `query_chunk` queries at a time (each
+    chunk against all keys, rematerialised in the backward pass), so only one chunk's
+    (B, H, chunk, S) logits and probabilities are alive instead of the whole (B, H, S, S)
+    (629 MB in float32 per example at 2560 tokens x 24 heads). Every query row's softmax is
+    the same computation, so the output equals the unchunked one. 0, or a chunk that does not
+    divide S, attends all queries at once. Ignored by "cudnn" (flash attention never
+    materialises the logits).
     Returns (B, S, H * Dh) in v.dtype.
     """
     cos, sin = pe
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     mask = None if key_mask is None else key_mask[:, None, None, :].astype(bool)
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
-    return out.reshape(*out.shape[:2], -1)
+    b, s = q.shape[:2]
+    if implementation == "cudnn" or not query_chunk or s % query_chunk or s <= query_chunk:
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+        return out.reshape(b, s, -1)
+
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def one(q_chunk):  # (B, chunk, H, Dh) against all keys
+        return jax.nn.dot_product_attention(q_chunk, k, v, mask=mask,
+                                            implementation=implementation)
+
+    chunks = q.reshape(b, s // query_chunk, query_chunk, *q.shape[2:]).swapaxes(0, 1)
+    out = jax.lax.map(one, chunks)  # (n_chunks, B, chunk, H, Dh)
+    return out.swapaxes(0, 1).reshape(b, s, -1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,10 +346,24 @@ def modulate(x: jax.Array, mod: ModulationOut) -> jax.Array:
     return (1 + mod.scale) * layer_norm(x) + mod.shift
 
 
+# Rematerialisation policies of a transformer block (`jax.checkpoint` policies: what the
+# backward pass may keep from the forward; everything else is recomputed). Ordered from most
+# memory / least recompute to least memory / most recompute:
+#   none            no checkpoint: every intermediate of every block is kept
+#   dots            keep every matmul output, attention logits included (recompute the rest)
+#   dots_no_batch   keep the projections' outputs (matmuls without batch dimensions), recompute
+#                   attention (its logits are the largest intermediates: heads x S x S)
+#   full            keep only each block's inputs: recompute the whole block
+#   offload         as dots_no_batch, the kept projections moved to host memory (pinned_host)
+#                   and back for the backward pass; saves device memory on TPU / GPU (it
+#                   compiles on CPU, where host and device memory are the same)
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
-    "full": None,  # save nothing: recompute the whole block in the backward pass
-    "dots": jax.checkpoint_policies.checkpoint_dots,  # save matmul outputs, recompute the rest
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "offload": jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host"),
 }
+REMAT_NAMES = ("none",) + tuple(REMAT_POLICIES)
 
 
 def check_remat(remat: str) -> str:
@@ -340,8 +374,26 @@ def check_remat(remat: str) -> str:
     return remat
 
 
+def checkpointed(fn: Callable, remat: str, *, prevent_cse: bool = True) -> Callable:
+    """`jax.checkpoint(fn)` with the named policy ("none" returns fn unchanged).
+
+    `fn` must be a pure function of arrays (pytrees): blocks are run as
+    `fn(block_state, *inputs) = nnx.merge(graphdef, block_state)(*inputs)`, never through
+    `nnx.remat` on a module, whose write-back of the block's Variables fails when some of them
+    are traced at another level (the frozen base weights of a LoRA model: "Cannot mutate Param
+    from a different trace level"). prevent_cse=False inside `jax.lax.scan` (as JAX advises:
+    the loop already prevents the common-subexpression elimination that would undo remat).
+    """
+    if check_remat(remat) == "none":
+        return fn
+    return jax.checkpoint(fn, policy=REMAT_POLICIES[remat], prevent_cse=prevent_cse)
+
+
 def maybe_remat(fn: Callable, remat: str) -> Callable:
-    """Wrap a block call in `nnx.remat` with the named policy ("none" returns fn unchanged)."""
+    """Wrap a block call in `nnx.remat` with the named policy ("none" returns fn unchanged).
+
+    Kept for callers outside the Flux transformer; the transformer uses `checkpointed`.
+    """
     if check_remat(remat) == "none":
         return fn
     return nnx.remat(fn, policy=REMAT_POLICIES[remat])
