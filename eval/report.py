@@ -16,7 +16,6 @@ input / prediction / ground truth ...). `colorize`, `overlay` and `heatmap` make
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -25,6 +24,8 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
+from eval.metrics import jsonio
+from eval.metrics.table import Metric
 from eval.references import Reference
 
 
@@ -38,31 +39,14 @@ class Column:
     digits: int = 3
     scale: float = 1.0
 
-
-def jsonable(obj):
-    """`obj` with numpy values as Python ones and NaN / inf as None (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return obj
+    @classmethod
+    def of(cls, metric: Metric, label: str | None = None) -> "Column":
+        """The column of a metric of the table (`eval.metrics.table`): its path, label, digits."""
+        return cls(metric.path, metric.label if label is None else label, metric.digits)
 
 
-def write_json(path: str | os.PathLike, obj) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")
-    return path
+# Strict JSON: one helper for every result file of the project (eval.metrics.jsonio).
+jsonable, write_json = jsonio.jsonable, jsonio.write_json
 
 
 def _parts(key: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -138,6 +122,10 @@ def write_report(out: str | os.PathLike, *, benchmark: str, title: str, models: 
     rel = {k: (v.relative_to(out) if v.is_relative_to(out) else v).as_posix() for k, v in figures.items()}
     payload = {"benchmark": benchmark, "title": title, **(extra or {}), "models": models,
                "references": [r.to_json() for r in references], "figures": rel}
+    nonfinite: list[str] = []
+    payload = jsonable(payload, nonfinite)
+    payload["nonfinite_values"] = {"count": len(nonfinite), "paths": nonfinite[:50],
+                                   "note": "NaN / inf written as null"}
     json_path = write_json(out / "results.json", payload)
     md = [f"# {title}", ""] + [f"{line}  " for line in intro] + [""]
     md += [results_table(models, columns, references), ""]
