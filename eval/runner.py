@@ -285,6 +285,7 @@ def run(benchmark: type[Benchmark], doc: str, epilog: str, argv: Sequence[str] |
     args = parser.parse_args(argv)
     models = cli.models_from_args(parser, args, benchmark.per_model_options)
     bench = benchmark(parser, args)
+    bench.models = models
     bench.source = bench.open()
     indices = cli.limit_indices(len(bench.source), args.limit)
     bench.indices = indices
