@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from eval import cli, report
+from eval import cli, report, runner
 from eval import predictions as preds
-from eval.metrics.coco import CocoSegmEvaluator
+from eval.metrics import for_task
 from eval.references import references_for
 
 RESULTS_NAME = "coco_results.json"
@@ -71,34 +71,136 @@ def load_detections(path: pathlib.Path, gt, what: str) -> list[dict]:
     return dets
 
 
-def predict_detections(args, source, indices, categories: dict[int, str]) -> tuple[list[dict], dict]:
-    """Our checkpoint's detections: one instance prompt per (image, category)."""
-    from eval import from_checkpoint
-    from tasks import instance
+class Detections:
+    """A checked COCO results file, its detections grouped by scored image."""
 
-    def jobs():
-        n = 0
+    def __init__(self, path: pathlib.Path, gt, what: str, image_ids):
+        self.path, self.dets = path, load_detections(path, gt, what)
+        self.by_image: dict[int, list[dict]] = {}
+        for det in self.dets:
+            if det["image_id"] in image_ids:
+                self.by_image.setdefault(det["image_id"], []).append(det)
+
+    def unused(self) -> list[dict]:
+        """Detections on images outside the scored ones (--limit)."""
+        kept = {id(d) for found in self.by_image.values() for d in found}
+        return [d for d in self.dets if id(d) not in kept]
+
+
+class COCOInstances(runner.Benchmark):
+    module, task, ensemble = "eval.coco_instances", "instance", 1
+    worst_key, grid_title = "recall", "COCO: lowest instance recall ({name})"
+    grid_columns = ("input", f"{{name}} (score >= {SCORE_SHOWN})", "ground truth")
+
+    @staticmethod
+    def add_options(d) -> None:
+        d.add_argument("--coco-annotations", type=pathlib.Path, required=True, help="instances_val2017.json")
+        d.add_argument("--coco-images", type=pathlib.Path, required=True, help="val2017 image folder")
+
+    def open(self):
+        from data_mix.sources import COCOInstancesSource
+
+        source = COCOInstancesSource(self.args.coco_annotations, self.args.coco_images)
+        self.gt, self.categories = source.coco, {c: source.categories[c] for c in sorted(source.categories)}
+        return source
+
+    def load(self, i):
+        return i
+
+    def items(self, i, record):
+        return [runner.Item(str(self.source.image_ids[i]), i, {"image_id": self.source.image_ids[i]})]
+
+    def jobs(self, indices):
+        """One instance prompt per (image, category) of the annotations."""
+        from eval import from_checkpoint
+        from tasks import instance
+
+        self.detections, n = [], 0
         for i in indices:
-            record = source[i]
-            for cat_id, name in categories.items():
-                rng = np.random.default_rng(args.seed + n)
-                prompt = instance.render_prompt(rng, name, state_background=True)
+            record = self.source[i]
+            for cat_id, name in self.categories.items():
+                prompt = instance.render_prompt(np.random.default_rng(self.args.seed + n), name, state_background=True)
                 n += 1
                 yield from_checkpoint.Job(f"{record['meta']['id']}/{cat_id}", record["image"], prompt,
                                           {"background": instance.BLACK})
 
-    dets = []
+    def num_jobs(self, indices):
+        return len(indices) * len(self.categories)
 
-    def collect(job, found):
+    def write(self, folder, job, found):
+        from tasks import instance
+
         image_id, cat_id = (int(v) for v in job.key.split("/"))
         rles = instance.to_rle(found.masks) if len(found.masks) else []
         for rle, score in zip(rles, found.scores, strict=True):
-            dets.append({"image_id": image_id, "category_id": cat_id, "segmentation": rle,
-                         "score": float(score)})
+            self.detections.append({"image_id": image_id, "category_id": cat_id, "segmentation": rle,
+                                    "score": float(score)})
 
-    made = from_checkpoint.predict_into(args, jobs(), "instance", collect, ensemble=1,
-                                        total=len(indices) * len(categories))
-    return dets, made
+    def after_predict(self, folder, made):
+        report.write_json(folder / RESULTS_NAME, self.detections)
+        return made
+
+    def open_predictions(self, model, path):
+        image_ids = {self.source.image_ids[i] for i in self.indices}
+        return Detections(path, self.gt, f"model {model.name!r}", image_ids)
+
+    def evaluator(self, model):
+        return for_task("instance", ground_truth=self.gt)
+
+    def read(self, model, item, gt):
+        return self.readers[model.name].by_image.get(item.info["image_id"], [])
+
+    def accumulate(self, ev, item, found, gt):
+        image_id, info = item.info["image_id"], self.gt.imgs[item.info["image_id"]]
+        masks = np.array([preds.decode_rle(x["segmentation"]) for x in found], bool).reshape(
+            len(found), info["height"], info["width"])
+        ev.add(image_id, masks, [x["score"] for x in found], [x["category_id"] for x in found])
+        recall, count = image_recall(self.gt, image_id, found)
+        return {"image_id": image_id, "index": item.index, "recall": recall, "num_instances": count,
+                "num_detections": len(found)}
+
+    def worst_order(self, r):
+        return None if r["recall"] is None else (r["recall"], -r["num_instances"], r["image_id"])
+
+    def entry(self, model):
+        reader = self.readers[model.name]
+        return {"predictions": str(reader.path), "per_image": [r for _, r in self.records[model.name]],
+                "detections_dropped": len(reader.unused()), "unused_files": []}
+
+    def panels(self, model, item, r):
+        from tasks import instance
+
+        record = self.source[item.index]
+        shape = record["image"].shape[:2]
+        shown = [preds.decode_rle(d["segmentation"]) for d in self.read(model, item, None) if d["score"] >= SCORE_SHOWN]
+        truth = [m for m, crowd in zip(record["instance_masks"], record["meta"]["iscrowd"], strict=True) if not crowd]
+        return [record["image"]] + [instance.encode(np.array(m, bool).reshape(-1, *shape)) for m in (shown, truth)]
+
+    def row_title(self, item, r):
+        return f"image {r['image_id']}\nrecall@0.5 {report.fmt(r['recall'], 2)} of {r['num_instances']}"
+
+    def charts(self, entries, refs):
+        names = list(self.categories.values())
+        return {"Mask AP": self.chart("chart_ap.png", STATS, lambda r: [r[s] for s in STATS], entries,
+                                      ylabel="AP", title="COCO instance segmentation", ylim=(0, 1)),
+                "Per-class mask AP": self.chart("chart_class_ap.png", names,
+                                                lambda r: [r["per_class_ap"].get(c) for c in names], entries,
+                                                ylabel="AP", title="COCO per-class mask AP", ylim=(0, 1))}
+
+    def report(self, entries):
+        a, n = self.args, len(self.indices)
+        return dict(
+            benchmark="coco_instances", title="COCO instance segmentation (mask AP)",
+            references=references_for("coco_instances"),
+            columns=[report.Column(s, s) for s in STATS] + [report.Column("AR100", "AR100"),
+                                                            report.Column("num_detections", "detections", 0)],
+            intro=[f"Dataset: {a.coco_annotations} ({n} images{self.limit_note(n, 'images by id')})",
+                   "Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"],
+            extra={"dataset": {"annotations": str(a.coco_annotations), "num_images": n,
+                               "num_available": len(self.source)}})
+
+
+STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 
 
 def image_recall(gt, image_id: int, dets: list[dict]) -> tuple[float | None, int]:
@@ -121,108 +223,8 @@ def _rle(seg: dict) -> dict:
             else seg["counts"]}
 
 
-def _instances_image(masks: list[np.ndarray], shape) -> np.ndarray:
-    from tasks import instance
-
-    stack = np.array(masks, bool).reshape(-1, *shape)
-    return instance.encode(stack)
-
-
-def _worst_grid(out, name, source, per_image, by_image, k):
-    worst = sorted((r for r in per_image if r["recall"] is not None),
-                   key=lambda r: (r["recall"], -r["num_instances"], r["image_id"]))[:k]
-    rows, titles = [], []
-    for r in worst:
-        record = source[r["index"]]
-        shape = record["image"].shape[:2]
-        shown = [preds.decode_rle(d["segmentation"]) for d in by_image.get(r["image_id"], [])
-                 if d["score"] >= SCORE_SHOWN]
-        truth = [m for m, crowd in zip(record["instance_masks"], record["meta"]["iscrowd"], strict=True)
-                 if not crowd]
-        rows.append([report.thumbnail(p) for p in (record["image"], _instances_image(shown, shape),
-                                                   _instances_image(truth, shape))])
-        recall = report.fmt(r["recall"], 2)
-        titles.append(f"image {r['image_id']}\nrecall@0.5 {recall} of {r['num_instances']}")
-    return report.image_grid(out / f"worst_{name}.png", rows,
-                             col_titles=["input", f"{name} (score >= {SCORE_SHOWN})", "ground truth"],
-                             row_titles=titles, title=f"COCO: lowest instance recall ({name})")
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
-    from data_mix.sources import COCOInstancesSource
-
-    parser = cli.make_parser("eval.coco_instances", __doc__.split("\n\n")[0], EPILOG)
-    d = parser.add_argument_group("dataset")
-    d.add_argument("--coco-annotations", type=pathlib.Path, required=True, help="instances_val2017.json")
-    d.add_argument("--coco-images", type=pathlib.Path, required=True, help="val2017 image folder")
-    args = parser.parse_args(argv)
-    models = cli.models_from_args(parser, args)
-    source = COCOInstancesSource(args.coco_annotations, args.coco_images)
-    gt = source.coco
-    indices = cli.limit_indices(len(source), args.limit)
-    image_ids = [source.image_ids[i] for i in indices]
-    index_of = dict(zip(image_ids, indices, strict=True))
-    categories = {c: source.categories[c] for c in sorted(source.categories)}
-    out = args.out
-    entries = {}
-    for model in models:
-        entry = {"model": model.to_json()}
-        what = f"model {model.name!r}"
-        if model.kind == "checkpoint":
-            dets, entry["checkpoint"] = predict_detections(args, source, indices, categories)
-            path = report.write_json(out / "predictions" / model.name / RESULTS_NAME, dets)
-        else:
-            path = model.path
-            dets = load_detections(path, gt, what)
-        by_image: dict[int, list[dict]] = {}
-        for det in dets:
-            if det["image_id"] in index_of:
-                by_image.setdefault(det["image_id"], []).append(det)
-        evaluator = CocoSegmEvaluator(gt)
-        per_image = []
-        for image_id in cli.progress(image_ids, args, desc=f"score {model.name}", unit="img"):
-            found = by_image.get(image_id, [])
-            info = gt.imgs[image_id]
-            masks = np.array([preds.decode_rle(x["segmentation"]) for x in found], bool).reshape(
-                len(found), info["height"], info["width"])
-            evaluator.add(image_id, masks, [x["score"] for x in found], [x["category_id"] for x in found])
-            recall, count = image_recall(gt, image_id, found)
-            per_image.append({"image_id": image_id, "index": index_of[image_id], "recall": recall,
-                              "num_instances": count, "num_detections": len(found)})
-        entry.update(predictions=str(path), result=evaluator.result(), per_image=per_image,
-                     detections_dropped=len(dets) - sum(map(len, by_image.values())))
-        entry["_by_image"] = by_image
-        entries[model.name] = entry
-    figures = {}
-    if args.worst > 0:
-        for name, entry in entries.items():
-            figures[f"Worst images: {name}"] = _worst_grid(out, name, source, entry["per_image"],
-                                                           entry["_by_image"], args.worst)
-    for entry in entries.values():
-        del entry["_by_image"]
-    stats = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
-    names = list(categories.values())
-    figures = {
-        "Mask AP": report.bar_chart(out / "chart_ap.png", stats,
-                                    {n: [e["result"][s] for s in stats] for n, e in entries.items()},
-                                    ylabel="AP", title="COCO instance segmentation", ylim=(0, 1)),
-        "Per-class mask AP": report.bar_chart(
-            out / "chart_class_ap.png", names,
-            {n: [e["result"]["per_class_ap"].get(c) for c in names] for n, e in entries.items()},
-            ylabel="AP", title="COCO per-class mask AP", ylim=(0, 1)),
-        **figures}
-    limit = f"; first {len(indices)} of {len(source)} images by id (--limit)" if args.limit else ""
-    report.write_report(
-        out, benchmark="coco_instances", title="COCO instance segmentation (mask AP)", models=entries,
-        references=references_for("coco_instances"),
-        columns=[report.Column(s, s) for s in stats] + [report.Column("AR100", "AR100"),
-                                                        report.Column("num_detections", "detections", 0)],
-        intro=[f"Dataset: {args.coco_annotations} ({len(indices)} images{limit})",
-               "Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"],
-        figures=figures,
-        extra={"dataset": {"annotations": str(args.coco_annotations), "num_images": len(indices),
-                           "num_available": len(source)}, "run": cli.run_info(args, argv)})
-    return entries
+    return runner.run(COCOInstances, __doc__, EPILOG, argv)
 
 
 if __name__ == "__main__":

@@ -296,6 +296,7 @@ def run(benchmark: type[Benchmark], doc: str, epilog: str, argv: Sequence[str] |
                                    lambda folder: bench.predict(folder, indices))
         bench.readers[model.name] = bench.open_predictions(model, path)
     evaluators, records = score(bench, models, indices)
+    bench.records = records
     bench.finish(evaluators)
     figures = {}
     for model in models:
