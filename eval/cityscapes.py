@@ -13,21 +13,20 @@ truth, in the official colors).
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import pathlib
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from data_mix.sources.cityscapes import CLASSES, CityscapesSource, semantic_to_label_ids
 from data_mix.sources.images import decode_gray, decode_rgb
-from eval import cli, report
+from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import cityscapes_labels as cl
-from eval.metrics.cityscapes import CityscapesEvaluator, image_stats
+from eval.metrics import for_task
+from eval.metrics.cityscapes import image_stats
 from eval.metrics.cityscapes_files import find_predictions
 from eval.references import references_for
 
@@ -121,145 +120,145 @@ def ground_truth_members(source: CityscapesSource, i: int) -> tuple[str, str, st
     return stem + "_leftImg8bit.png", gt + "_gtFine_labelIds.png", gt + "_gtFine_instanceIds.png"
 
 
-def _score_one(source, i, pred_path, fmt, color_map, max_distance):
-    _, label_rel, inst_rel = ground_truth_members(source, i)
-    gt = decode_gray(source.labels.read(label_rel), source.labels.describe(label_rel), (np.uint8,))
-    inst = decode_gray(source.labels.read(inst_rel), source.labels.describe(inst_rel))
-    pred = to_label_ids(preds.read_image(pred_path), fmt, color_map, max_distance, str(pred_path))
-    pred = preds.to_size(pred, gt.shape, "nearest", str(pred_path))
-    stats = image_stats(pred, gt, inst, name=str(pred_path))
-    single = CityscapesEvaluator()
-    single.add_stats(stats)
-    return stats, single.result()["miou"]
+class Cityscapes(runner.Benchmark):
+    module, task = "eval.cityscapes", "semantic"
+    per_model_options = ("pred_format", "color_map")
+    checkpoint_options = {"pred_format": "label", "color_map": None}  # written by us as labelId PNGs
+    worst_key, worst_label, grid_title = "miou", "mIoU", "Cityscapes: lowest per-image mIoU ({name})"
 
+    @staticmethod
+    def add_options(d) -> None:
+        d.add_argument("--cityscapes-root", type=pathlib.Path, required=True,
+                       help="folder with leftImg8bit/ + gtFine/ or the official zips")
+        d.add_argument("--split", default="val", choices=("train", "val"))
+        d.add_argument("--pred-format", action=cli.PerModel, choices=FORMATS, default="auto",
+                       metavar="[NAME=]FORMAT", help=f"what prediction PNGs hold: {', '.join(FORMATS)}")
+        d.add_argument("--color-map", action=cli.PerModel, type=pathlib.Path, default=None,
+                       metavar="[NAME=]FILE", help="JSON color map of color predictions")
+        d.add_argument("--color-max-distance", type=float, default=96.0,
+                       help="RGB distance beyond which a color pixel is unlabeled (default 96)")
+        d.add_argument("--threads", type=int, help="scoring threads (default: all cores)")
 
-def score_folder(source: CityscapesSource, indices: Sequence[int], folder: pathlib.Path, *,
-                 fmt: str = "auto", color_map=None, max_distance: float = 96.0, threads: int | None = None,
-                 progress: bool = True, what: str = "") -> tuple[dict, list[dict]]:
-    """Scores a predictions folder on records `indices`: (evaluator result, per-image mIoU)."""
-    gts = [source.labels.describe(ground_truth_members(source, i)[1]) for i in indices]
-    try:
-        paths = find_predictions(gts, folder)
-    except FileNotFoundError as e:
-        raise preds.MissingPredictionError(f"{what or folder}: {e}") from None
-    color_map = official_color_map() if color_map is None else color_map
-    evaluator = CityscapesEvaluator()
-    per_image = []
-    threads = threads or len(os.sched_getaffinity(0))
-    with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
-        jobs = pool.map(lambda ip: _score_one(source, ip[0], ip[1], fmt, color_map, max_distance),
-                        zip(indices, paths, strict=True))
-        bar = tqdm(jobs, total=len(paths), desc=f"score {what}", unit="img", disable=not progress)
-        for i, path, (stats, miou) in zip(indices, paths, bar, strict=True):
-            evaluator.add_stats(stats)
-            per_image.append({"id": pathlib.PurePosixPath(source.stems[i]).name, "index": i,
-                              "prediction": str(path), "miou": miou})
-    return evaluator.result(), per_image
+    def open(self):
+        self.color_maps = {}
+        return CityscapesSource(self.args.cityscapes_root, self.args.split, with_instances=False)
 
+    def threads(self):
+        return self.args.threads or len(os.sched_getaffinity(0))
 
-def predict_folder(args, source: CityscapesSource, indices: Sequence[int], folder: pathlib.Path) -> dict:
-    """Our checkpoint's predictions as labelId PNGs under `folder`; returns how they were made."""
-    from eval import from_checkpoint
-    from tasks import semantic
+    def load(self, i):
+        """(labelIds uint8 (H, W), instanceIds (H, W)) of record i, without decoding the image."""
+        _, label_rel, inst_rel = ground_truth_members(self.source, i)
+        labels = self.source.labels
+        return (decode_gray(labels.read(label_rel), labels.describe(label_rel), (np.uint8,)),
+                decode_gray(labels.read(inst_rel), labels.describe(inst_rel)))
 
-    colors = semantic.palette(len(CLASSES))
-    spec = {"colors": colors, "background": semantic.BLACK, "classes": list(CLASSES)}
+    def items(self, i, record):
+        stem = pathlib.PurePosixPath(self.source.stems[i])  # leftImg8bit/{split}/{city}/{name}
+        return [runner.Item(stem.name, i, {"job_key": f"{stem.parent.name}/{stem.name}"})]
 
-    def jobs():
-        for i in indices:
-            prompt = semantic.render_prompt(np.random.default_rng(args.seed + i), CLASSES, colors,
-                                            state_background=True, layout="json")
-            stem = pathlib.PurePosixPath(source.stems[i])  # leftImg8bit/{split}/{city}/{name}
-            yield from_checkpoint.Job(f"{stem.parent.name}/{stem.name}", source[i]["image"], prompt, spec)
+    def job(self, item, record, n):
+        from tasks import semantic
 
-    def write(job, labels):
+        colors = semantic.palette(len(CLASSES))
+        prompt = semantic.render_prompt(np.random.default_rng(self.args.seed + n), CLASSES, colors,
+                                        state_background=True, layout="json")
+        return prompt, {"colors": colors, "background": semantic.BLACK, "classes": list(CLASSES)}
+
+    def write(self, folder, job, labels):
         preds.write_png(folder / f"{job.key}_pred_labelIds.png", semantic_to_label_ids(labels))
 
-    made = from_checkpoint.predict_into(args, jobs(), "semantic", write, total=len(indices))
-    return {**made, "palette": colors.tolist(), "classes": list(CLASSES)}
+    def after_predict(self, folder, made):
+        from tasks import semantic
 
+        return {**made, "palette": semantic.palette(len(CLASSES)).tolist(), "classes": list(CLASSES)}
 
-def _worst_grid(out, name, source, per_image, fmt, color_map, max_distance, k) -> pathlib.Path:
-    worst = sorted(per_image, key=lambda r: (r["miou"] if r["miou"] is not None else 2.0, r["id"]))[:k]
-    rows, titles = [], []
-    for r in worst:
-        image_rel, label_rel, _ = ground_truth_members(source, r["index"])
-        image = decode_rgb(source.images.read(image_rel), source.images.describe(image_rel))
-        gt = decode_gray(source.labels.read(label_rel), source.labels.describe(label_rel), (np.uint8,))
-        pred = to_label_ids(preds.read_image(r["prediction"]), fmt, color_map, max_distance, r["prediction"])
-        pred = preds.to_size(pred, gt.shape, "nearest", r["prediction"])
+    def open_predictions(self, model, path):
+        gts = [self.source.labels.describe(ground_truth_members(self.source, i)[1]) for i in self.indices]
+        try:
+            found = find_predictions(gts, path)
+        except FileNotFoundError as e:
+            raise preds.MissingPredictionError(f"model {model.name!r}: {e}") from None
+        cmap = self.option("color_map", model)
+        self.color_maps[model.name] = load_color_map(cmap) if cmap else official_color_map()
+        return PredictionFiles(path, dict(zip(self.indices, found, strict=True)))
+
+    def evaluator(self, model):
+        return for_task("semantic", protocol="cityscapes")
+
+    def read(self, model, item, gt):
+        path = self.readers[model.name].path(item.index)
+        pred = to_label_ids(preds.read_image(path), self.option("pred_format", model), self.color_maps[model.name],
+                            self.args.color_max_distance, str(path))
+        return preds.to_size(pred, gt[0].shape, "nearest", str(path))
+
+    def measure(self, model, item, gt):
+        path = self.readers[model.name].path(item.index)
+        return image_stats(self.read(model, item, gt), gt[0], gt[1], name=str(path)), path
+
+    def accumulate(self, ev, item, measured, gt):
+        stats, path = measured
+        ev.add_stats(stats)
+        single = for_task("semantic", protocol="cityscapes")
+        single.add_stats(stats)
+        return {"id": item.key, "index": item.index, "prediction": str(path), "miou": single.result()["miou"]}
+
+    def entry(self, model):
+        fmt, cmap = self.option("pred_format", model), self.option("color_map", model)
+        return {"predictions": str(self.readers[model.name].root), "pred_format": fmt,
+                "color_map": str(cmap) if cmap else ("official" if fmt in ("auto", "color") else None),
+                "per_image": [r for _, r in self.records[model.name]],
+                "unused_files": self.readers[model.name].unused()}
+
+    def panels(self, model, item, r):
+        image_rel, _, _ = ground_truth_members(self.source, item.index)
+        image = decode_rgb(self.source.images.read(image_rel), self.source.images.describe(image_rel))
+        gt = self.load(item.index)
         colors = cl.COLORS_BY_LABEL_ID
-        rows.append([report.thumbnail(p) for p in (image, report.colorize(pred, colors),
-                                                   report.colorize(gt, colors))])
-        titles.append(f"{r['id']}\nmIoU {report.fmt(r['miou'])}")
-    return report.image_grid(out / f"worst_{name}.png", rows, col_titles=["input", f"{name}", "ground truth"],
-                             row_titles=titles, title=f"Cityscapes: lowest per-image mIoU ({name})")
+        return [image, report.colorize(self.read(model, item, gt), colors), report.colorize(gt[0], colors)]
+
+    def charts(self, entries, refs):
+        return {"Per-class IoU": self.chart("chart_class_iou.png", cl.EVAL_NAMES,
+                                            lambda r: [r["classes"][c] for c in cl.EVAL_NAMES], entries,
+                                            ylabel="IoU", title=f"Cityscapes {self.args.split}: per-class IoU",
+                                            ylim=(0, 1))}
+
+    def report(self, entries):
+        a, n, results = self.args, len(self.indices), [e["result"] for e in entries.values()]
+        class_rows = [[c] + [report.fmt(r["classes"][c]) for r in results] for c in cl.EVAL_NAMES]
+        cat_rows = [[c] + [report.fmt(r["categories"][c]) for r in results] for c in results[0]["categories"]]
+        return dict(
+            benchmark="cityscapes", title=f"Cityscapes {a.split}: semantic segmentation (19 classes)",
+            references=references_for("cityscapes") if a.split == "val" else [],
+            columns=[report.Column("miou", "mIoU"), report.Column("category_miou", "category mIoU"),
+                     report.Column("miiou", "iIoU"), report.Column("category_miiou", "category iIoU")],
+            intro=[f"Dataset: {a.cityscapes_root} ({n} images{self.limit_note(n, 'images')})",
+                   "Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
+                   "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)"],
+            sections=["## Per-class IoU\n\n" + report.markdown_table(["class"] + list(entries), class_rows),
+                      "## Per-category IoU\n\n" + report.markdown_table(["category"] + list(entries), cat_rows)],
+            extra={"dataset": {"root": str(a.cityscapes_root), "split": a.split, "num_images": n,
+                               "num_available": len(self.source)}})
+
+
+class PredictionFiles:
+    """The prediction file of each scored record (cityscapesScripts' matching rule); the other
+    PNG files under the folder are `unused`."""
+
+    def __init__(self, root: pathlib.Path, paths: dict[int, pathlib.Path]):
+        self.root, self.paths = pathlib.Path(root), paths
+
+    def path(self, index: int) -> pathlib.Path:
+        return self.paths[index]
+
+    def unused(self) -> list[str]:
+        used = {p.resolve() for p in self.paths.values()}
+        return sorted(p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.png")
+                      if p.resolve() not in used)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = cli.make_parser("eval.cityscapes", __doc__.split("\n\n")[0], EPILOG)
-    d = parser.add_argument_group("dataset")
-    d.add_argument("--cityscapes-root", type=pathlib.Path, required=True,
-                   help="folder with leftImg8bit/ + gtFine/ or the official zips")
-    d.add_argument("--split", default="val", choices=("train", "val"))
-    d.add_argument("--pred-format", action=cli.PerModel, choices=FORMATS, default="auto",
-                   metavar="[NAME=]FORMAT", help=f"what prediction PNGs hold: {', '.join(FORMATS)}")
-    d.add_argument("--color-map", action=cli.PerModel, type=pathlib.Path, default=None,
-                   metavar="[NAME=]FILE", help="JSON color map of color predictions")
-    d.add_argument("--color-max-distance", type=float, default=96.0,
-                   help="RGB distance beyond which a color pixel is unlabeled (default 96)")
-    d.add_argument("--threads", type=int, help="scoring threads (default: all cores)")
-    args = parser.parse_args(argv)
-    models = cli.models_from_args(parser, args, ("pred_format", "color_map"))
-    source = CityscapesSource(args.cityscapes_root, args.split, with_instances=False)
-    indices = cli.limit_indices(len(source), args.limit)
-    out = args.out
-    entries, per_images, settings = {}, {}, {}
-    for model in models:
-        fmt = cli.per_model(args, "pred_format", model.name)
-        cmap_path = cli.per_model(args, "color_map", model.name)
-        entry = {"model": model.to_json()}
-        folder = cli.prediction_path(args, model, entry,
-                                  lambda folder: predict_folder(args, source, indices, folder))
-        if model.kind == "checkpoint":  # written by us as labelId PNGs
-            fmt, cmap_path = "label", None
-        color_map = load_color_map(cmap_path) if cmap_path else official_color_map()
-        result, per_image = score_folder(source, indices, folder, fmt=fmt, color_map=color_map,
-                                         max_distance=args.color_max_distance, threads=args.threads,
-                                         progress=not args.no_progress, what=f"model {model.name!r}")
-        official = "official" if fmt in ("auto", "color") else None
-        entry.update(predictions=str(folder), pred_format=fmt,
-                     color_map=str(cmap_path) if cmap_path else official, result=result, per_image=per_image)
-        entries[model.name] = entry
-        per_images[model.name] = per_image
-        settings[model.name] = (fmt, color_map)
-    figures = {"Per-class IoU": report.bar_chart(
-        out / "chart_class_iou.png", cl.EVAL_NAMES,
-        {n: [e["result"]["classes"][c] for c in cl.EVAL_NAMES] for n, e in entries.items()},
-        ylabel="IoU", title=f"Cityscapes {args.split}: per-class IoU", ylim=(0, 1))}
-    if args.worst > 0:
-        for name in entries:
-            fmt, cmap = settings[name]
-            figures[f"Worst images: {name}"] = _worst_grid(out, name, source, per_images[name], fmt, cmap,
-                                                           args.color_max_distance, args.worst)
-    results = [e["result"] for e in entries.values()]
-    class_rows = [[c] + [report.fmt(r["classes"][c]) for r in results] for c in cl.EVAL_NAMES]
-    cat_rows = [[c] + [report.fmt(r["categories"][c]) for r in results] for c in results[0]["categories"]]
-    limit = f"; first {len(indices)} of {len(source)} images (--limit)" if args.limit else ""
-    report.write_report(
-        out, benchmark="cityscapes", title=f"Cityscapes {args.split}: semantic segmentation (19 classes)",
-        models=entries, references=references_for("cityscapes") if args.split == "val" else [],
-        columns=[report.Column("miou", "mIoU"), report.Column("category_miou", "category mIoU"),
-                 report.Column("miiou", "iIoU"), report.Column("category_miiou", "category iIoU")],
-        intro=[f"Dataset: {args.cityscapes_root} ({len(indices)} images{limit})",
-               "Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
-               "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)"],
-        sections=["## Per-class IoU\n\n" + report.markdown_table(["class"] + list(entries), class_rows),
-                  "## Per-category IoU\n\n" + report.markdown_table(["category"] + list(entries), cat_rows)],
-        figures=figures,
-        extra={"dataset": {"root": str(args.cityscapes_root), "split": args.split, "num_images": len(indices),
-                           "num_available": len(source)}, "run": cli.run_info(args, argv)})
-    return entries
+    return runner.run(Cityscapes, __doc__, EPILOG, argv)
 
 
 if __name__ == "__main__":

@@ -102,10 +102,7 @@ class Benchmark:
             for item in self.items(i, record):
                 prompt, spec = self.job(item, record, n)
                 n += 1
-                yield from_checkpoint.Job(item.key, self.job_image(record), prompt, spec)
-
-    def job_image(self, record):
-        return record["image"]
+                yield from_checkpoint.Job(item.info.get("job_key", item.key), record["image"], prompt, spec)
 
     def job(self, item: Item, record, n: int) -> tuple[str, dict]:
         """(prompt, decode spec) of one item."""
