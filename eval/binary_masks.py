@@ -13,8 +13,6 @@ prediction / ground truth).
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import pathlib
 from collections.abc import Sequence
@@ -25,7 +23,7 @@ from data_mix.sources.paired_folders import IMAGE_EXTENSIONS, BinaryMaskFolderSo
 from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task
-from eval.metrics.binary import strata
+from eval.metrics.binary import load_reference_scores, strata
 from eval.references import references_for
 
 EPILOG = """\
@@ -39,32 +37,6 @@ reference scores (--reference-scores): JSON {"<name>": score, ...} or CSV lines 
 checkpoint (--workdir): "generate a binary mask of the <--target>" prompts, decoded by
   tasks.binary (white on black, threshold at half way), written as OUT/predictions/NAME/<name>.png.
 """
-
-
-def load_reference_scores(path: pathlib.Path) -> dict[str, float]:
-    """{case: score} from a JSON object or a two-column CSV."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--reference-scores file {path} does not exist")
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--reference-scores {path}: not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"--reference-scores {path}: expected a JSON object {{case: score}}")
-        return {str(k): float(v) for k, v in data.items()}
-    scores = {}
-    for n, row in enumerate(csv.reader(text.splitlines()), 1):
-        if not row or not "".join(row).strip():
-            continue
-        try:
-            scores[row[0].strip()] = float(row[1])
-        except (IndexError, ValueError):
-            if n == 1:
-                continue  # header
-            raise ValueError(f"--reference-scores {path}:{n}: expected '<name>,<score>', got {row}") from None
-    return scores
 
 
 class BinaryMasks(runner.Benchmark):

@@ -13,7 +13,6 @@ truth, in the official colors).
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from eval import predictions as preds
 from eval.metrics import cityscapes_labels as cl
 from eval.metrics import for_task
 from eval.metrics.cityscapes import image_stats
-from eval.metrics.cityscapes_files import find_predictions
+from eval.metrics.cityscapes_files import PredictionFiles, find_predictions, load_color_map, official_color_map, to_label_ids
 from eval.references import references_for
 
 FORMATS = ("auto", "label", "train", "color")
@@ -49,68 +48,6 @@ checkpoint (--workdir): one prompt per image mapping the 19 class names to seman
   (well-separated colors, stated as JSON, black background); the decoded trainIds are written
   as OUT/predictions/NAME/<city>/<stem>_pred_labelIds.png and scored like any folder.
 """
-
-
-def official_color_map() -> tuple[np.ndarray, np.ndarray]:
-    """(colors uint8 (K, 3), label ids (K,)): the official colors, each color's lowest label id
-    (black -> unlabeled, the pole/polegroup gray -> pole)."""
-    colors, ids = [], []
-    for label_id in range(cl.NUM_LABEL_IDS):
-        c = tuple(int(v) for v in cl.COLORS_BY_LABEL_ID[label_id])
-        if c not in colors:
-            colors.append(c)
-            ids.append(label_id)
-    return np.array(colors, np.uint8), np.array(ids, np.uint8)
-
-
-def load_color_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(colors uint8 (K, 3), label ids (K,)) from a JSON {label name or id: color} file."""
-    from tasks import colors as colorlib
-
-    path = pathlib.Path(path)
-    try:
-        mapping = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--color-map file {path} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--color-map {path}: not valid JSON: {e}") from None
-    if not isinstance(mapping, dict) or not mapping:
-        raise ValueError(f"--color-map {path}: expected a JSON object {{class name: [r, g, b]}}")
-    by_name = {lab.name.lower(): lab.id for lab in cl.LABELS if lab.id >= 0}
-    colors, ids = [], []
-    for key, value in mapping.items():
-        k = str(key).strip().lower()
-        label_id = int(k) if k.isdigit() else by_name.get(k)
-        if label_id is None or not 0 <= label_id < cl.NUM_LABEL_IDS:
-            raise ValueError(f"--color-map {path}: key {key!r} is no Cityscapes label name or id "
-                             f"(e.g. 'road', 'traffic sign', '26')")
-        try:
-            rgb = colorlib.parse_color(value) if isinstance(value, str) else colorlib.as_rgb(value)
-        except ValueError as e:
-            raise ValueError(f"--color-map {path}: {key!r}: {e}") from None
-        colors.append(rgb)
-        ids.append(label_id)
-    return np.array(colors, np.uint8), np.array(ids, np.uint8)
-
-
-def to_label_ids(pred: np.ndarray, fmt: str, color_map, max_distance: float, name: str) -> np.ndarray:
-    """A prediction image -> label ids (H, W) for the evaluator (see the --help epilog)."""
-    from tasks import semantic
-
-    if fmt == "auto":
-        fmt = "color" if pred.ndim == 3 else "label"
-    if fmt == "color":
-        if pred.ndim != 3:
-            raise ValueError(f"{name}: --pred-format color needs an RGB PNG, got shape {pred.shape}")
-        colors, ids = color_map
-        index = semantic.nearest_color(pred, colors, max_distance)
-        return np.where(index >= 0, ids[np.maximum(index, 0)], 0).astype(np.uint8)
-    if pred.ndim != 2:
-        raise ValueError(f"{name}: --pred-format {fmt} needs a single-channel PNG, got shape "
-                         f"{pred.shape} (RGB predictions: --pred-format color)")
-    if fmt == "train":
-        return cl.TRAIN_TO_LABEL_LUT[np.where(pred > 255, 255, pred).astype(np.uint8)]
-    return pred
 
 
 def ground_truth_members(source: CityscapesSource, i: int) -> tuple[str, str, str]:
@@ -239,22 +176,6 @@ class Cityscapes(runner.Benchmark):
                       "## Per-category IoU\n\n" + report.markdown_table(["category"] + list(entries), cat_rows)],
             extra={"dataset": {"root": str(a.cityscapes_root), "split": a.split, "num_images": n,
                                "num_available": len(self.source)}})
-
-
-class PredictionFiles:
-    """The prediction file of each scored record (cityscapesScripts' matching rule); the other
-    PNG files under the folder are `unused`."""
-
-    def __init__(self, root: pathlib.Path, paths: dict[int, pathlib.Path]):
-        self.root, self.paths = pathlib.Path(root), paths
-
-    def path(self, index: int) -> pathlib.Path:
-        return self.paths[index]
-
-    def unused(self) -> list[str]:
-        used = {p.resolve() for p in self.paths.values()}
-        return sorted(p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.png")
-                      if p.resolve() not in used)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

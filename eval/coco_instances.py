@@ -11,19 +11,17 @@ input / detections with score >= 0.5 / ground truth, each instance in its own co
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task
+from eval.metrics.coco import RESULTS_NAME, Detections, image_recall
 from eval.references import references_for
 
-RESULTS_NAME = "coco_results.json"
 EPILOG = f"""\
 predictions (--predictions / --baseline): a COCO results JSON file (or a folder holding
   {RESULTS_NAME}), a list of detections
@@ -39,52 +37,6 @@ checkpoint (--workdir): one instance prompt per (image, category) of the annotat
   OUT/predictions/NAME/{RESULTS_NAME}. COCO val2017 then means 5000 x 80 generations.
 """
 SCORE_SHOWN = 0.5  # detections drawn in the grids
-
-
-def load_detections(path: pathlib.Path, gt, what: str) -> list[dict]:
-    """The checked detection list of a results file (or a folder holding RESULTS_NAME)."""
-    file = path / RESULTS_NAME if path.is_dir() else path
-    if not file.is_file():
-        raise preds.MissingPredictionError(f"{what}: no COCO results file: expected {file}")
-    try:
-        dets = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{what}: {file} is not valid JSON: {e}") from None
-    if not isinstance(dets, list):
-        raise ValueError(f"{what}: {file} must hold a JSON list of detections, got {type(dets).__name__}")
-    cats = set(gt.getCatIds())
-    for n, d in enumerate(dets):
-        missing = [k for k in ("image_id", "category_id", "segmentation", "score") if k not in d]
-        if missing:
-            raise ValueError(f"{what}: {file} entry {n} lacks {missing} "
-                             "(every detection needs a score and an RLE)")
-        if d["image_id"] not in gt.imgs:
-            raise ValueError(f"{what}: {file} entry {n}: image_id {d['image_id']} is not in the annotations")
-        if d["category_id"] not in cats:
-            raise ValueError(f"{what}: {file} entry {n}: category_id {d['category_id']} is not in the "
-                             "annotations")
-        seg = d["segmentation"]
-        info = gt.imgs[d["image_id"]]
-        if not isinstance(seg, dict) or list(seg.get("size", [])) != [info["height"], info["width"]]:
-            raise ValueError(f"{what}: {file} entry {n}: segmentation must be an RLE of size "
-                             f"[{info['height']}, {info['width']}] (image {d['image_id']})")
-    return dets
-
-
-class Detections:
-    """A checked COCO results file, its detections grouped by scored image."""
-
-    def __init__(self, path: pathlib.Path, gt, what: str, image_ids):
-        self.path, self.dets = path, load_detections(path, gt, what)
-        self.by_image: dict[int, list[dict]] = {}
-        for det in self.dets:
-            if det["image_id"] in image_ids:
-                self.by_image.setdefault(det["image_id"], []).append(det)
-
-    def unused(self) -> list[dict]:
-        """Detections on images outside the scored ones (--limit)."""
-        kept = {id(d) for found in self.by_image.values() for d in found}
-        return [d for d in self.dets if id(d) not in kept]
 
 
 class COCOInstances(runner.Benchmark):
@@ -201,26 +153,6 @@ class COCOInstances(runner.Benchmark):
 
 
 STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
-
-
-def image_recall(gt, image_id: int, dets: list[dict]) -> tuple[float | None, int]:
-    """(fraction of non-crowd ground-truth instances matched at IoU >= 0.5 by a detection of
-    their category, number of such instances); None when the image has none."""
-    anns = [a for a in gt.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
-    if not anns:
-        return None, 0
-    hit = 0
-    for ann in anns:
-        cands = [d["segmentation"] for d in dets if d["category_id"] == ann["category_id"]]
-        if cands:
-            rle = gt.annToRLE(ann)
-            hit += bool((mask_utils.iou([_rle(c) for c in cands], [rle], [0]) >= 0.5).any())
-    return hit / len(anns), len(anns)
-
-
-def _rle(seg: dict) -> dict:
-    return {"size": seg["size"], "counts": seg["counts"].encode("ascii") if isinstance(seg["counts"], str)
-            else seg["counts"]}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -38,32 +38,6 @@ checkpoint (--workdir): one prompt per expression naming it in a stated color on
 TARGET_COLOR = (255, 255, 255)
 
 
-class MaskPredictions:
-    """Masks by key from a folder of PNGs or a JSON file of RLEs."""
-
-    def __init__(self, path: pathlib.Path, what: str):
-        self.path, self.what = pathlib.Path(path), what
-        if self.path.is_file():
-            self.rles, self.folder = preds.read_rle_json(self.path), None
-        else:
-            self.rles, self.folder = None, preds.PredictionFolder(self.path, (".png",), what)
-        self._used: set[str] = set()
-
-    def mask(self, key: str) -> np.ndarray:
-        if self.folder is not None:
-            return preds.read_mask(self.folder.path(key))
-        if key not in self.rles:
-            near = [k for k in self.rles if k.split("_")[0] == key.split("_")[0]][:3]
-            raise preds.MissingPredictionError(
-                f"{self.what}: no prediction for {key!r}: expected key {key!r} in {self.path}"
-                + (f" (found {', '.join(near)})" if near else f" ({len(self.rles)} keys present)"))
-        self._used.add(key)
-        return preds.decode_rle(self.rles[key])
-
-    def unused(self) -> list[str]:
-        return self.folder.unused() if self.folder is not None else sorted(set(self.rles) - self._used)
-
-
 class RefCOCO(runner.Benchmark):
     module, task, worst_caption = "eval.refcoco", "referring", "Worst expressions"
     write_as = (".png", lambda path, masks: preds.write_mask(path, masks[0]))
@@ -111,7 +85,7 @@ class RefCOCO(runner.Benchmark):
         return None
 
     def open_predictions(self, model, path):
-        return MaskPredictions(path, f"model {model.name!r}")
+        return preds.MaskPredictions(path, f"model {model.name!r}")
 
     def evaluator(self, model):
         return for_task("referring")

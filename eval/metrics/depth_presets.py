@@ -82,11 +82,12 @@ PRESETS: dict[str, DepthPreset] = {
         DepthPreset("diode", 0.6, 350.0, gt_range_mask=False, source="Marigold diode_dataset.py"),
         DepthPreset("ibims1", 0.0, 10.0, "eigen_nyu", shape=EIGEN_NYU_HW,
                     source="ZoeDepth / Depth Anything metric eval config 'ibims'"),
-        # The synthetic scenes (demo, trainer's decoded evaluator): finite depth, sky excluded.
-        DepthPreset("synthetic_scenes", 1e-3, 100.0,
-                    source="finite depth (sky excluded), predictions clipped to [1e-3, 100] m"),
     ]
 }
+#: The synthetic scenes and decoded targets (the demo, the trainer's `decoded` evaluator): finite
+#: depth, sky excluded. Not a dataset benchmark, so kept out of PRESETS.
+SYNTHETIC_SCENES = DepthPreset("synthetic_scenes", 1e-3, 100.0,
+                               source="finite depth (sky excluded), predictions clipped to [1e-3, 100] m")
 
 
 def get_preset(preset: str | DepthPreset) -> DepthPreset:

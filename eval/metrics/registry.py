@@ -28,6 +28,7 @@ from eval.metrics.cityscapes import CityscapesEvaluator
 from eval.metrics.coco import CocoSegmEvaluator, encode_masks
 from eval.metrics.confusion import ConfusionMatrix
 from eval.metrics.depth import DepthEvaluator
+from eval.metrics.depth_presets import SYNTHETIC_SCENES
 from eval.metrics.normals import NormalsEvaluator
 from eval.metrics.referring import ReferringEvaluator
 from eval.metrics.restoration import RestorationEvaluator
@@ -119,7 +120,8 @@ class Referring(ReferringEvaluator):
 def for_task(task: str, **spec):
     """The evaluator of `task` with its spec (see the module docstring)."""
     if task == "depth":
-        return DepthEvaluator(spec.pop("preset", "synthetic_scenes"), **spec)
+        preset = spec.pop("preset", SYNTHETIC_SCENES)
+        return DepthEvaluator(SYNTHETIC_SCENES if preset == SYNTHETIC_SCENES.name else preset, **spec)
     if task == "normals":
         return NormalsEvaluator(**spec)
     if task == "semantic":
