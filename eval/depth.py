@@ -23,7 +23,7 @@ from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task, table
 from eval.metrics.depth import METRICS, align
-from eval.metrics.depth_presets import KITTI_BENCHMARK_HW, kitti_benchmark_crop
+from eval.metrics.depth_presets import KITTI_BENCHMARK_HW, get_preset, kitti_benchmark_crop
 from eval.references import references_for
 from tasks import depth as depth_codec
 
@@ -48,17 +48,20 @@ checkpoint (--workdir): "generate a metric depth map" prompts (rainbow colormap)
 """
 
 
-SOURCES = {"nyuv2": ("nyuv2_mat",), "kitti": ("kitti_raw", "kitti_depth", "kitti_split"), "diode": ("diode_root",),
-           "eth3d": ("eth3d_root",), "ibims1": ("ibims_root",), "scannet": ("scannet_root",)}
+SOURCES = {"nyuv2": ("nyuv2_mat",), "kitti": ("kitti_raw", "kitti_depth", "kitti_split"),
+           "diode": ("diode_root",), "eth3d": ("eth3d_root",), "ibims1": ("ibims_root",),
+           "scannet": ("scannet_root",)}
 
 
 class Depth(runner.Benchmark):
     module, task, extensions = "eval.depth", "depth", (".npy", ".png")
-    per_model_options = ("alignment", "png_scale")
-    write_as = (".npy", preds.write_npy)
+    per_model_options, write_as = ("alignment", "png_scale"), (".npy", preds.write_npy)
     worst_key, worst_highest, worst_label = "abs_rel", True, "AbsRel"
     grid_columns = ("input", "{name}", "ground truth", "AbsRel (0..0.5)")
-    grid_title = "{args.dataset}: highest AbsRel ({name})"
+    grid_title, benchmark = "{args.dataset}: highest AbsRel ({name})", "depth/{args.dataset}"
+    title = "Metric depth: {args.dataset}"
+    columns = [report.Column.of(table.METRICS[k]) for k in ("delta1", "abs_rel", "delta2", "delta3", "rmse", "silog")]
+    columns += [report.Column("num_images", "images", 0)]
 
     @staticmethod
     def add_options(d) -> None:
@@ -87,26 +90,20 @@ class Depth(runner.Benchmark):
         a = self.args
         missing = [n for n in SOURCES[a.dataset] if getattr(a, n) is None]
         if missing:
-            self.parser.error(f"--dataset {a.dataset} needs " + ", ".join("--" + m.replace("_", "-")
-                                                                         for m in missing))
-        self.preset = f"kitti_{a.kitti_crop}" if a.dataset == "kitti" else a.dataset
+            self.parser.error(f"--dataset {a.dataset} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+        self.preset = get_preset(f"kitti_{a.kitti_crop}" if a.dataset == "kitti" else a.dataset)
         return {"nyuv2": lambda: sources.NYUv2Source(a.nyuv2_mat, "test", splits_mat=a.nyuv2_splits),
                 "kitti": lambda: sources.KITTIDepthSource(a.kitti_raw, a.kitti_depth, a.kitti_split),
                 "diode": lambda: sources.DIODESource(a.diode_root, "val", domain=a.diode_domain),
                 "eth3d": lambda: sources.ETH3DSource(a.eth3d_root, file_list=a.eth3d_list),
                 "ibims1": lambda: sources.IBimsSource(a.ibims_root),
-                "scannet": lambda: sources.ScanNetSource(a.scannet_root, file_list=a.scannet_list),
-                }[a.dataset]()
+                "scannet": lambda: sources.ScanNetSource(a.scannet_root, file_list=a.scannet_list)}[a.dataset]()
 
     def truth(self, item, record):
-        """(depth float32 (H, W) metres on the scored frame, dataset validity mask or None,
-        image (H, W) size)."""
-        depth, shape = record["depth"], record["image"].shape[:2]
-        if self.args.dataset == "kitti":
-            return kitti_benchmark_crop(depth), None, shape
-        if self.args.dataset == "diode":  # the reader set NaN outside *_depth_mask.npy
-            return depth, np.isfinite(depth), shape
-        return depth, None, shape
+        """(depth float32 (H, W) metres on the scored frame, dataset mask or None, image (H, W))."""
+        depth, shape, kitti = record["depth"], record["image"].shape[:2], self.args.dataset == "kitti"
+        mask = np.isfinite(depth) if self.args.dataset == "diode" else None  # the reader: NaN outside the mask
+        return (kitti_benchmark_crop(depth) if kitti else depth), mask, shape
 
     def job(self, item, record, n):
         return depth_codec.render_prompt(np.random.default_rng(self.args.seed + n), "rainbow"), {"colormap": "rainbow"}
@@ -124,20 +121,15 @@ class Depth(runner.Benchmark):
         return kitti_benchmark_crop(pred) if self.args.dataset == "kitti" else pred
 
     def accumulate(self, ev, item, pred, gt):
-        self.preset_used = ev.preset
         return ev.add(pred, gt[0], gt[1], name=item.key) or {}
 
-    def panels(self, model, item, r):
-        record = self.source[item.index]
-        gt, mask, _ = gt3 = self.truth(item, record)
-        ev = self.evaluator(model)
+    def panels(self, model, item, r, record, gt, pred):
+        (gt, mask, _), ev = gt, self.evaluator(model)
         valid = ev.valid_mask(gt, mask)
-        aligned, _ = align(self.read(model, item, gt3), gt, valid, ev.alignment)
-        shown = np.clip(aligned, *ev.preset.pred_range)
+        shown = np.clip(align(pred, gt, valid, ev.alignment)[0], *ev.preset.pred_range)
         image = kitti_benchmark_crop(record["image"]) if self.args.dataset == "kitti" else record["image"]
         err = np.where(valid, np.abs(shown - gt) / np.where(valid, gt, 1), np.nan)
-        return [image, depth_codec.encode(shown.astype(np.float32)), depth_codec.encode(gt),
-                report.heatmap(err, 0.5)]
+        return [image, depth_codec.encode(shown.astype(np.float32)), depth_codec.encode(gt), report.heatmap(err, 0.5)]
 
     def references(self):
         a = self.args
@@ -148,21 +140,20 @@ class Depth(runner.Benchmark):
             "chart_metrics.png", ["delta1", "AbsRel"], lambda r: [r["metrics"]["delta1"], r["metrics"]["abs_rel"]],
             entries, refs, paper=("delta1", "abs_rel"), ylabel="value", title=f"{self.args.dataset} depth")}
 
-    def report(self, entries):
-        a, p, n = self.args, self.preset_used, len(self.indices)
-        return dict(
-            benchmark=f"depth/{a.dataset}", title=f"Metric depth: {a.dataset}", references=self.references(),
-            columns=[report.Column.of(table.METRICS[k]) for k in
-                     ("delta1", "abs_rel", "delta2", "delta3", "rmse", "silog")]
-            + [report.Column("num_images", "images", 0)],
-            intro=[f"Dataset: {a.dataset} ({n} images{self.limit_note(n)})"
-                   + (f", domain {a.diode_domain}" if a.dataset == "diode" else ""),
-                   f"Protocol: per-image metrics averaged over images (Marigold); preset {p.name}: "
-                   f"{p.min_depth:g} < d < {p.max_depth:g} m, crop {p.crop}, predictions "
-                   f"clipped to {p.pred_range[0]:g}..{p.pred_range[1]:g} m ({p.source})",
-                   "Alignment: " + ", ".join(f"{n}: {e['alignment']}" for n, e in entries.items())],
-            extra={"dataset": {"name": a.dataset, "num_images": n, "num_available": len(self.source)},
-                   "metrics": list(METRICS)})
+    def dataset(self):
+        a, n = self.args, len(self.indices)
+        return (a.dataset + (" {counts}, domain " + a.diode_domain if a.dataset == "diode" else ""),
+                {"name": a.dataset, "num_images": n})
+
+    def protocol(self, entries):
+        p = self.preset
+        return [f"Protocol: per-image metrics averaged over images (Marigold); preset {p.name}: "
+                f"{p.min_depth:g} < d < {p.max_depth:g} m, crop {p.crop}, predictions "
+                f"clipped to {p.pred_range[0]:g}..{p.pred_range[1]:g} m ({p.source})",
+                "Alignment: " + ", ".join(f"{n}: {e['alignment']}" for n, e in entries.items())]
+
+    def extra(self):
+        return {"metrics": list(METRICS)}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -21,7 +21,6 @@ import numpy as np
 
 from eval import cli, report, runner
 from eval import predictions as preds
-from eval.metrics import for_task
 from eval.metrics.normals import angular_error_deg
 from eval.references import references_for
 from tasks import normals as normals_codec
@@ -52,8 +51,18 @@ UNDER = ("under_11.25", "under_22.5", "under_30")
 
 class Normals(runner.Benchmark):
     module, task, extensions = "eval.normals", "normals", (".npy", ".png")
-    per_model_options = ("convention",)
+    per_model_options, write_as, truth_key = ("convention",), (".npy", preds.write_npy), "normals"
     checkpoint_options = {"convention": "vision_banana"}  # written by us in the Vision Banana axes
+    resize, worst_key, worst_highest, worst_label, worst_digits = "normals", "mean", True, "mean", 1
+    grid_columns = ("input", "{name}", "ground truth", "angular error (0..60 deg)")
+    grid_title = "{args.dataset} normals: highest mean error ({name})"
+    benchmark, title = "normals/{args.dataset}", "Surface normals: {args.dataset}"
+    columns = [report.Column(("pooled", k), label, 3 if k in ("mean", "median") else 2) for k, label in
+               (("mean", "mean"), ("median", "median"), ("rmse", "RMSE"), ("under_11.25", "% < 11.25"),
+                ("under_22.5", "% < 22.5"), ("under_30", "% < 30"))]
+    columns += [report.Column(("per_image_mean", "mean"), "per-image mean", 2),
+                report.Column(("per_image_mean", "median"), "per-image median", 2),
+                report.Column("num_images", "images", 0)]
 
     @staticmethod
     def add_options(d) -> None:
@@ -61,10 +70,9 @@ class Normals(runner.Benchmark):
                        help="benchmark (chooses the reader and the reference rows)")
         d.add_argument("--dsine-root", type=pathlib.Path, help="DSINE evaluation layout folder of the dataset")
         d.add_argument("--dsine-split", type=pathlib.Path, help="optional split file of the DSINE layout")
-        d.add_argument("--nyuv2-mat", type=pathlib.Path)
-        d.add_argument("--nyuv2-splits", type=pathlib.Path)
-        d.add_argument("--nyuv2-normals", type=pathlib.Path, help="folder of {index:06d}_normal.png / .npy")
-        d.add_argument("--diode-root", type=pathlib.Path)
+        for flag, text in (("nyuv2-mat", None), ("nyuv2-splits", None),
+                           ("nyuv2-normals", "folder of {index:06d}_normal.png / .npy"), ("diode-root", None)):
+            d.add_argument(f"--{flag}", type=pathlib.Path, help=text)
         d.add_argument("--diode-domain", choices=("indoors", "outdoor", "all"), default="indoors")
         d.add_argument("--diode-normals-convention", choices=("vision_banana", "opencv"), default="vision_banana")
         d.add_argument("--vkitti2-root", type=pathlib.Path)
@@ -77,14 +85,15 @@ class Normals(runner.Benchmark):
         """DSINE layout when --dsine-root is given, else the dataset's own reader."""
         from data_mix import sources
 
-        a, need = self.args, {"nyuv2": ("nyuv2_mat", "nyuv2_normals"), "diode": ("diode_root",),
-                              "vkitti2": ("vkitti2_root", "vkitti2_normals")}
+        a = self.args
+        need = {"nyuv2": ("nyuv2_mat", "nyuv2_normals"), "diode": ("diode_root",),
+                "vkitti2": ("vkitti2_root", "vkitti2_normals")}.get(a.dataset)
         if a.dsine_root is not None:
             return sources.DSINENormalsSource(a.dsine_root, split_file=a.dsine_split, dataset=a.dataset)
-        if a.dataset not in need:
+        if need is None:
             self.parser.error(f"--dataset {a.dataset} is read from DSINE's evaluation layout: give --dsine-root")
-        if any(getattr(a, n) is None for n in need[a.dataset]):
-            flags = " and ".join("--" + n.replace("_", "-") for n in need[a.dataset])
+        if any(getattr(a, n) is None for n in need):
+            flags = " and ".join("--" + n.replace("_", "-") for n in need)
             self.parser.error(f"--dataset {a.dataset} needs {flags} (or --dsine-root)")
         if a.dataset == "nyuv2":
             return sources.NYUv2Source(a.nyuv2_mat, "test", splits_mat=a.nyuv2_splits, normals_dir=a.nyuv2_normals)
@@ -93,76 +102,44 @@ class Normals(runner.Benchmark):
                                        normals_convention=a.diode_normals_convention)
         return sources.VKITTI2Source(a.vkitti2_root, normals_root=a.vkitti2_normals)
 
-    def truth(self, item, record):
-        return record["normals"]
-
     def job(self, item, record, n):
         return normals_codec.render_prompt(np.random.default_rng(self.args.seed + n)), {}
 
-    def write(self, folder, job, n):
-        preds.write_npy(folder / f"{job.key}.npy", n)
+    def read_file(self, model, path):
+        return preds.read_normals(path, self.option("convention", model))
 
-    def evaluator(self, model):
-        return for_task("normals")
-
-    def read(self, model, item, gt):
-        path = self.readers[model.name].path(item.key)
-        return preds.to_size(preds.read_normals(path, self.option("convention", model)), gt.shape[:2],
-                             "normals", str(path))
-
-    def accumulate(self, ev, item, pred, gt):
-        return ev.add(pred, gt, name=item.key) or {}
-
-    def worst_order(self, r):
-        return (-r["mean"], r["name"]) if "mean" in r else None
-
-    def panels(self, model, item, r):
-        record = self.source[item.index]
-        gt = record["normals"]
-        pred = self.read(model, item, gt)
+    def panels(self, model, item, r, record, gt, pred):
         valid = np.linalg.norm(gt, axis=-1) > 0
         err = np.where(valid, angular_error_deg(pred, gt), np.nan)
         gt_rgb = np.where(valid[..., None], normals_codec.encode(gt), 0).astype(np.uint8)  # invalid: black
         return [record["image"], normals_codec.encode(pred), gt_rgb, report.heatmap(err, 60.0)]
 
-    def grid(self, model):
-        return (["input", model.name, "ground truth", "angular error (0..60 deg)"],
-                f"{self.args.dataset} normals: highest mean error ({model.name})")
-
     def row_title(self, item, r):
-        return f"{r['name']}\nmean {report.fmt(r['mean'], 1)} deg"
+        return super().row_title(item, r) + " deg"
 
     def references(self):
         a = self.args  # the paper's DIODE rows are indoor
-        return references_for(f"normals/{a.dataset}") if a.dataset != "diode" or a.diode_domain == "indoors" \
-            else []
+        return references_for(f"normals/{a.dataset}") if a.dataset != "diode" or a.diode_domain == "indoors" else []
 
     def charts(self, entries, refs):
-        errors = {n: [e["result"]["pooled"]["mean"], e["result"]["pooled"]["median"]] for n, e in entries.items()}
-        errors.update({f"{r.model} (paper)": [r.metrics.get("mean"), r.metrics.get("median")] for r in refs})
         title = f"{self.args.dataset} normals"
-        return {"Angular error": report.bar_chart(self.out / "chart_errors.png", ["mean", "median"], errors,
-                                                  ylabel="degrees (pooled)", title=title),
-                "Pixels within a threshold": report.bar_chart(
-                    self.out / "chart_thresholds.png", ["< 11.25 deg", "< 22.5 deg", "< 30 deg"],
-                    {n: [e["result"]["pooled"][u] for u in UNDER] for n, e in entries.items()},
-                    ylabel="% of pixels (pooled)", title=title, ylim=(0, 100))}
+        return {"Angular error": self.chart("chart_errors.png", ["mean", "median"],
+                                            lambda r: [r["pooled"]["mean"], r["pooled"]["median"]], entries, refs,
+                                            paper=("mean", "median"), ylabel="degrees (pooled)", title=title),
+                "Pixels within a threshold": self.chart(
+                    "chart_thresholds.png", ["< 11.25 deg", "< 22.5 deg", "< 30 deg"],
+                    lambda r: [r["pooled"][u] for u in UNDER], entries, ylabel="% of pixels (pooled)", title=title,
+                    ylim=(0, 100))}
 
-    def report(self, entries):
-        a, n = self.args, len(self.indices)
-        pooled = [report.Column(("pooled", k), label, 3 if k in ("mean", "median") else 2) for k, label in
-                  (("mean", "mean"), ("median", "median"), ("rmse", "RMSE"), ("under_11.25", "% < 11.25"),
-                   ("under_22.5", "% < 22.5"), ("under_30", "% < 30"))]
-        return dict(
-            benchmark=f"normals/{a.dataset}", title=f"Surface normals: {a.dataset}", references=self.references(),
-            columns=pooled + [report.Column(("per_image_mean", "mean"), "per-image mean", 2),
-                              report.Column(("per_image_mean", "median"), "per-image median", 2),
-                              report.Column("num_images", "images", 0)],
-            intro=[f"Dataset: {a.dataset} from {a.dsine_root or 'its own reader'} ({n} images{self.limit_note(n)})",
-                   "Protocol: angular error in degrees; pooled over all valid pixels (DSINE) and mean of "
-                   "per-image statistics (Marigold); the paper's rows (mean / median) fill the pooled columns",
-                   "Prediction conventions: " + ", ".join(f"{k}: {e['convention']}" for k, e in entries.items())],
-            extra={"dataset": {"name": a.dataset, "num_images": n, "num_available": len(self.source)}})
+    def dataset(self):
+        a = self.args
+        return f"{a.dataset} from {a.dsine_root or 'its own reader'}", {"name": a.dataset,
+                                                                         "num_images": len(self.indices)}
+
+    def protocol(self, entries):
+        return ["Protocol: angular error in degrees; pooled over all valid pixels (DSINE) and mean of "
+                "per-image statistics (Marigold); the paper's rows (mean / median) fill the pooled columns",
+                "Prediction conventions: " + ", ".join(f"{k}: {e['convention']}" for k, e in entries.items())]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -39,9 +39,12 @@ checkpoint (--workdir): --kind's restoration prompt (tasks.restoration), the gen
 
 class Restoration(runner.Benchmark):
     module, task, extensions, resize = "eval.restoration", "restoration", IMAGE_EXTENSIONS, "rgb"
-    write_as = (".png", preds.write_png)
+    write_as, read_as = (".png", preds.write_png), preds.read_color
     worst_key, worst_label, worst_digits = "psnr", "PSNR", 2
     grid_columns, grid_title = ("input", "{name}", "target"), "Restoration: lowest PSNR ({name})"
+    benchmark, title, unit = "restoration/{args.kind}", "Restoration ({args.kind}): {source.dataset}", "pairs"
+    columns = [report.Column("psnr", "PSNR (dB)", 2), report.Column("ssim", "SSIM", 4),
+               report.Column("num_images", "images", 0), report.Column("num_identical", "identical", 0)]
 
     @staticmethod
     def add_options(d) -> None:
@@ -60,8 +63,15 @@ class Restoration(runner.Benchmark):
         return RestorationPairsSource(a.dataset_root, inputs=a.inputs, targets=a.targets, kind=a.kind)
 
     def truth(self, item, record):
-        self.floor.add(record["image"], record["target"], name=item.key)
-        return record["target"]
+        return record  # the target, and the degraded input for the floor
+
+    def gt_size(self, record):
+        return record["target"].shape[:2]
+
+    def accumulate(self, ev, item, pred, record):
+        if ev is self.first:
+            self.floor.add(record["image"], record["target"], name=item.key)
+        return ev.add(pred, record["target"], name=item.key)
 
     def job(self, item, record, n):
         from tasks import restoration
@@ -69,41 +79,38 @@ class Restoration(runner.Benchmark):
         return restoration.render_prompt(np.random.default_rng(self.args.seed + n), self.args.kind), {}
 
     def evaluator(self, model):
-        return for_task("restoration", crop=self.args.crop)
-
-    def read_file(self, model, path):
-        return preds.read_color(path)
+        ev = for_task("restoration", crop=self.args.crop)
+        self.first = getattr(self, "first", ev)
+        return ev
 
     def result(self, model, ev, records):
         return ev.result(per_image=True)
 
-    def panels(self, model, item, r):
-        record = self.source[item.index]
-        return [record["image"], self.read(model, item, record["target"]), record["target"]]
+    def panels(self, model, item, r, record, gt, pred):
+        return [record["image"], pred, record["target"]]
 
     def row_title(self, item, r):
-        return f"{item.key}\nPSNR {report.fmt(r['psnr'], 2)} dB, SSIM {report.fmt(r['ssim'])}"
+        return super().row_title(item, r) + f" dB, SSIM {report.fmt(r['ssim'])}"
 
-    def report(self, entries):
-        a, n, floor = self.args, len(self.indices), self.floor.result()
-        shown = {**entries, "input (no restoration)": {"model": {"kind": "input"}, "result": floor,
+    def shown(self, entries):
+        return {**entries, "input (no restoration)": {"model": {"kind": "input"}, "result": self.floor.result(),
                                                       "source": "the degraded inputs"}}
-        self.shown = shown
-        return dict(
-            benchmark=f"restoration/{a.kind}", title=f"Restoration ({a.kind}): {self.source.dataset}", models=shown,
-            references=references_for(f"restoration/{a.kind}"),
-            columns=[report.Column("psnr", "PSNR (dB)", 2), report.Column("ssim", "SSIM", 4),
-                     report.Column("num_images", "images", 0), report.Column("num_identical", "identical", 0)],
-            intro=[f"Dataset: {a.dataset_root} ({n} pairs{self.limit_note(n)})",
-                   f"Protocol: {floor['protocol']}; means over images (PSNR over non-identical pairs)"],
-            extra={"dataset": {"root": str(a.dataset_root), "kind": a.kind, "num_images": n,
-                               "num_available": len(self.source)}})
 
     def charts(self, entries, refs):
-        return {"PSNR": self.chart("chart_psnr.png", ["PSNR"], lambda r: [r["psnr"]], self.shown,
+        return {"PSNR": self.chart("chart_psnr.png", ["PSNR"], lambda r: [r["psnr"]], self.shown(entries),
                                    ylabel="dB", title="PSNR (RGB)"),
-                "SSIM": self.chart("chart_ssim.png", ["SSIM"], lambda r: [r["ssim"]], self.shown,
+                "SSIM": self.chart("chart_ssim.png", ["SSIM"], lambda r: [r["ssim"]], self.shown(entries),
                                    ylabel="SSIM", title="SSIM (RGB)", ylim=(0, 1))}
+
+    def dataset(self):
+        a = self.args
+        return str(a.dataset_root), {"root": str(a.dataset_root), "kind": a.kind, "num_images": len(self.indices)}
+
+    def protocol(self, entries):
+        return [f"Protocol: {self.floor.result()['protocol']}; means over images (PSNR over non-identical pairs)"]
+
+    def references(self):
+        return references_for(f"restoration/{self.args.kind}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -42,6 +42,7 @@ from typing import Any
 
 from eval import cli, report
 from eval import predictions as preds
+from eval.metrics import for_task
 
 
 @dataclasses.dataclass
@@ -86,9 +87,11 @@ class Benchmark:
         """The scored items of record i (default: one, keyed by `record["meta"]["id"]`)."""
         return [Item(record["meta"]["id"], i)]
 
+    truth_key = ""                   # the record field holding the ground truth
+
     def truth(self, item: Item, record):
-        """The ground truth of `item` (default: the record itself)."""
-        return record
+        """The ground truth of `item` (default: `record[truth_key]`)."""
+        return record[self.truth_key]
 
     # ---------------------------------------------------------------- checkpoint path
     def jobs(self, indices: Sequence[int]) -> Iterator:
@@ -142,13 +145,16 @@ class Benchmark:
         return cli.per_model(self.args, dest, model.name)
 
     def evaluator(self, model: cli.Model):
-        raise NotImplementedError
+        """The model's evaluator (default: `eval.metrics.for_task(task)`)."""
+        return for_task(self.task)
 
     resize = "nearest"               # eval.predictions.RESIZERS kind bringing a file to gt size
 
+    read_as = None                   # reader of one prediction file (eval.predictions.read_*)
+
     def read_file(self, model: cli.Model, path: pathlib.Path):
-        """One prediction file as stored (array)."""
-        raise NotImplementedError
+        """One prediction file as an array (default: `read_as(path)`)."""
+        return type(self).read_as(path)
 
     def gt_size(self, gt) -> tuple[int, int]:
         return gt.shape[:2]
@@ -199,8 +205,9 @@ class Benchmark:
         v = record[self.worst_key]
         return (v is None, 0 if v is None else (-v if self.worst_highest else v), str(record.get("name", "")))
 
-    def panels(self, model: cli.Model, item: Item, record: dict) -> list:
-        """uint8 RGB panels of one grid row."""
+    def panels(self, model: cli.Model, item: Item, r: dict, record, gt, pred) -> list:
+        """uint8 RGB panels of one grid row (r: the item's scores; record, gt, pred: as `load`,
+        `truth` and `read` give them)."""
         raise NotImplementedError
 
     def grid(self, model: cli.Model) -> tuple[list[str], str]:
@@ -225,15 +232,50 @@ class Benchmark:
                        for r in references if paper})
         return report.bar_chart(self.out / file, groups, series, ylabel=ylabel, title=title, ylim=ylim)
 
-    def report(self, entries: dict) -> dict:
-        """`eval.report.write_report` arguments: benchmark, title, columns, references, intro,
-        sections, extra (the runner adds the run info), and optionally `models` (the rows)."""
+    benchmark = ""                   # results.json "benchmark" id, formatted with args=
+    title = ""                       # report title, formatted with args= and source=
+    columns: tuple = ()              # report.Column of the results table
+    unit, limit_unit = "images", ""  # what the intro counts; what "--limit" says it cut
+
+    def dataset(self) -> tuple[str, dict]:
+        """(the intro's dataset text, where "{counts}" places "(N images...)" (default: at the
+        end); results.json "dataset" fields besides "num_available")."""
         raise NotImplementedError
 
-    def limit_note(self, count: int, what: str = "", suffix: str = "") -> str:
+    def protocol(self, entries: dict) -> list[str]:
+        """Intro lines after the dataset line."""
+        return []
+
+    def references(self) -> list:
+        return []
+
+    def sections(self, entries: dict) -> list[str]:
+        return []
+
+    def shown(self, entries: dict) -> dict:
+        """The report's rows (default: the scored models)."""
+        return entries
+
+    def limit_note(self, count: int, what: str = "") -> str:
         if not self.args.limit:
             return ""
-        return f"; first {count} of {len(self.source)}{' ' + what if what else ''}{suffix} (--limit)"
+        return f"; first {count} of {len(self.source)}{' ' + what if what else ''} (--limit)"
+
+    def write(self, entries: dict, figures: dict, references: list, argv) -> None:
+        n = len(self.indices)
+        text, info = self.dataset()
+        counts = f"({n} {self.unit}{self.limit_note(n, self.limit_unit)})"
+        intro = [f"Dataset: {text.replace('{counts}', counts) if '{counts}' in text else f'{text} {counts}'}"]
+        report.write_report(
+            self.out, benchmark=self.benchmark.format(args=self.args), models=self.shown(entries),
+            title=self.title.format(args=self.args, source=self.source), columns=list(self.columns),
+            references=references, intro=intro + self.protocol(entries), sections=self.sections(entries),
+            figures=figures, extra={"dataset": {**info, "num_available": len(self.source)},
+                                    **self.extra(), "run": cli.run_info(self.args, argv)})
+
+    def extra(self) -> dict:
+        """More results.json keys."""
+        return {}
 
 
 def _worst_grid(bench: Benchmark, model: cli.Model, records: list[tuple[Item, dict]], k: int):
@@ -241,9 +283,12 @@ def _worst_grid(bench: Benchmark, model: cli.Model, records: list[tuple[Item, di
                      if bench.worst_order(r) is not None))[:k]
     rows, titles = [], []
     for _, n in ranked:
-        item, record = records[n]
-        rows.append([report.thumbnail(p) for p in bench.panels(model, item, record)])
-        titles.append(bench.row_title(item, record))
+        item, r = records[n]
+        data = bench.load(item.index)
+        gt = bench.truth(item, data)
+        panels = bench.panels(model, item, r, data, gt, bench.read(model, item, gt))
+        rows.append([report.thumbnail(p) for p in panels])
+        titles.append(bench.row_title(item, r))
     columns, title = bench.grid(model)
     return report.image_grid(bench.out / f"worst_{model.name}.png", rows, col_titles=columns,
                              row_titles=titles, title=title)
@@ -303,10 +348,6 @@ def run(benchmark: type[Benchmark], doc: str, epilog: str, argv: Sequence[str] |
         if args.worst > 0 and any(bench.worst_order(r) is not None for _, r in records[model.name]):
             figures[f"{bench.worst_caption}: {model.name}"] = _worst_grid(bench, model, records[model.name],
                                                                           args.worst)
-    spec = bench.report(entries)
-    references = spec.pop("references", [])
-    figures = {**bench.charts(entries, references), **figures}
-    extra = {**spec.pop("extra", {}), "run": cli.run_info(args, argv)}
-    report.write_report(args.out, models=spec.pop("models", entries), references=references,
-                        figures=figures, extra=extra, **spec)
+    references = bench.references()
+    bench.write(entries, {**bench.charts(entries, references), **figures}, references, argv)
     return entries
