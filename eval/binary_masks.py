@@ -40,9 +40,11 @@ checkpoint (--workdir): "generate a binary mask of the <--target>" prompts, deco
 
 
 class BinaryMasks(runner.Benchmark):
-    module, task, extensions = "eval.binary_masks", "binary", IMAGE_EXTENSIONS
-    write_as = (".png", preds.write_mask)
+    module, task, extensions, truth_key = "eval.binary_masks", "binary", IMAGE_EXTENSIONS, "mask"
+    write_as, read_as = (".png", preds.write_mask), preds.read_mask
     worst_caption, worst_key, grid_title = "Worst cases", "dice", "Binary masks: lowest Dice ({name})"
+    benchmark, title, unit = "binary_masks", "Binary segmentation: {source.dataset}", "cases"
+    limit_unit = "cases"
 
     @staticmethod
     def add_options(d) -> None:
@@ -64,11 +66,8 @@ class BinaryMasks(runner.Benchmark):
             self.parser.error("give --reference-scores or --reference-model, not both")
         if a.reference_model and a.reference_model not in [m.name for m in self.models]:
             self.parser.error(f"--reference-model {a.reference_model!r} is not one of the scored models")
-        return BinaryMaskFolderSource(a.dataset_root, images=a.images, masks=a.masks, mask_suffix=a.mask_suffix,
-                                      target=a.target)
-
-    def truth(self, item, record):
-        return record["mask"]
+        return BinaryMaskFolderSource(a.dataset_root, images=a.images, masks=a.masks,
+                                      mask_suffix=a.mask_suffix, target=a.target)
 
     def job(self, item, record, n):
         from tasks import binary
@@ -78,66 +77,67 @@ class BinaryMasks(runner.Benchmark):
     def evaluator(self, model):
         return for_task("binary", empty_hd95=self.args.empty_hd95)
 
-    def read_file(self, model, path):
-        return preds.read_mask(path)
-
     def finish(self, evaluators):
-        a, self.groups, self.strata_info = self.args, None, None
+        """The easy / hard strata from --reference-scores or a scored model's own cases."""
+        a, self.groups, self.info = self.args, None, None
         if not (a.reference_scores or a.reference_model):
             return
         scored = set(next(iter(evaluators.values())).cases)
         if a.reference_scores:
-            reference = load_reference_scores(a.reference_scores)
-            unknown = sorted(set(reference) - scored)
+            reference, what = load_reference_scores(a.reference_scores), f"--reference-scores {a.reference_scores}"
+            unknown, missing = sorted(set(reference) - scored), sorted(scored - set(reference))
             if unknown and not a.limit:
-                raise ValueError(f"--reference-scores {a.reference_scores} names cases not in the dataset: "
-                                 f"{unknown[:5]}")
-            missing = sorted(scored - set(reference))
+                raise ValueError(f"{what} names cases not in the dataset: {unknown[:5]}")
             if missing:
-                raise ValueError(f"--reference-scores {a.reference_scores} has no score for cases "
-                                 f"{missing[:5]} ({len(missing)} in all)")
+                raise ValueError(f"{what} has no score for cases {missing[:5]} ({len(missing)} in all)")
             reference = {k: v for k, v in reference.items() if k in scored}
         else:
             reference = {k: v[a.strata_metric] for k, v in evaluators[a.reference_model].cases.items()}
         self.groups = strata({k: v for k, v in reference.items() if not math.isnan(v)}, a.strata_fraction,
                              higher_is_better=a.strata_metric == "dice")
-        self.strata_info = {"reference": str(a.reference_scores or a.reference_model),
-                            "metric": a.strata_metric, "fraction": a.strata_fraction, "cases": self.groups}
+        self.info = {"reference": str(a.reference_scores or a.reference_model), "metric": a.strata_metric,
+                     "fraction": a.strata_fraction, "cases": self.groups}
 
     def result(self, model, ev, records):
         return ev.result(self.groups, per_case=True)
 
-    def panels(self, model, item, r):
-        record = self.source[item.index]
-        image, pred = record["image"], self.read(model, item, record["mask"])
-        return [image, report.overlay(image, pred, (255, 40, 40)), report.overlay(image, record["mask"], (40, 220, 40))]
+    def panels(self, model, item, r, record, gt, pred):
+        image = record["image"]
+        return [image, report.overlay(image, pred, (255, 40, 40)), report.overlay(image, gt, (40, 220, 40))]
 
     def row_title(self, item, r):
         return f"{item.key}\nDice {report.fmt(r['dice'], 1)}, HD95 {report.fmt(r['hd95'], 1)}"
 
+    def report_columns(self):
+        return [report.Column(f"{p}.{m}", f"{p} {label}", 2) for p in self.parts()
+                for m, label in (("dice", "Dice %"), ("hd95", "HD95 px"))] + [report.Column("all.num_cases", "cases", 0)]
+
+    def parts(self):
+        return ["all"] + (["easy", "hard"] if self.groups else [])
+
     def charts(self, entries, refs):
-        parts = ["all"] + (["easy", "hard"] if self.groups else [])
+        parts = self.parts()
         return {"Dice": self.chart("chart_dice.png", parts, lambda r: [r[p]["dice"] for p in parts], entries,
                                    ylabel="Dice (%)", title="Dice", ylim=(0, 100)),
                 "HD95": self.chart("chart_hd95.png", parts, lambda r: [r[p]["hd95"] for p in parts], entries,
                                    ylabel="HD95 (pixels)", title="HD95")}
 
-    def report(self, entries):
-        a, n, info = self.args, len(self.indices), self.strata_info
-        parts = ["all"] + (["easy", "hard"] if self.groups else [])
-        return dict(
-            benchmark="binary_masks", title=f"Binary segmentation: {self.source.dataset}",
-            references=references_for("binary_masks"),
-            columns=[report.Column(f"{p}.{m}", f"{p} {label}", 2) for p in parts
-                     for m, label in (("dice", "Dice %"), ("hd95", "HD95 px"))]
-            + [report.Column("all.num_cases", "cases", 0)],
-            intro=[f"Dataset: {a.dataset_root} ({n} cases{self.limit_note(n, 'cases')})",
-                   f"Protocol: Dice in %, HD95 in pixels (MedPy); one empty mask: HD95 = {a.empty_hd95}",
-                   ("Strata: the {:g} % best (easy) and worst (hard) cases of {} by {}".format(
-                       100 * a.strata_fraction, info["reference"], a.strata_metric)
-                    if info else "Strata: none (give --reference-scores or --reference-model)")],
-            extra={"dataset": {"root": str(a.dataset_root), "num_cases": n, "num_available": len(self.source)},
-                   "strata": info})
+    def dataset(self):
+        a = self.args
+        return str(a.dataset_root), {"root": str(a.dataset_root), "num_cases": len(self.indices)}
+
+    def protocol(self, entries):
+        a, info = self.args, self.info
+        return [f"Protocol: Dice in %, HD95 in pixels (MedPy); one empty mask: HD95 = {a.empty_hd95}",
+                "Strata: the {:g} % best (easy) and worst (hard) cases of {} by {}".format(
+                    100 * a.strata_fraction, info["reference"], a.strata_metric)
+                if info else "Strata: none (give --reference-scores or --reference-model)"]
+
+    def references(self):
+        return references_for("binary_masks")
+
+    def extra(self):
+        return {"strata": self.info}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -19,7 +19,6 @@ import numpy as np
 
 from eval import cli, report, runner
 from eval import predictions as preds
-from eval.metrics import for_task
 from eval.metrics.referring import THRESHOLDS
 from eval.references import references_for
 
@@ -42,14 +41,18 @@ class RefCOCO(runner.Benchmark):
     module, task, worst_caption = "eval.refcoco", "referring", "Worst expressions"
     write_as = (".png", lambda path, masks: preds.write_mask(path, masks[0]))
     worst_key, worst_label, grid_title = "iou", "IoU", "Referring segmentation: lowest IoU ({name})"
+    benchmark, title = "refcocog_umd_{args.split}", "Referring segmentation: RefCOCOg (UMD) {args.split}"
+    unit = limit_unit = "objects"
+    columns = [report.Column("ciou", "cIoU"), report.Column("giou", "gIoU")]
+    columns += [report.Column(("precision", f"{t:g}"), f"P@{t:g} (%)", 1) for t in THRESHOLDS]
+    columns += [report.Column("num_expressions", "expressions", 0)]
 
     @staticmethod
     def add_options(d) -> None:
         d.add_argument("--refcoco-root", type=pathlib.Path,
                        help="folder with refcocog/refs(umd).p, refcocog/instances.json, train2014/")
-        d.add_argument("--refs-file", type=pathlib.Path)
-        d.add_argument("--instances-file", type=pathlib.Path)
-        d.add_argument("--image-dir", type=pathlib.Path)
+        for flag in ("--refs-file", "--instances-file", "--image-dir"):
+            d.add_argument(flag, type=pathlib.Path)
         d.add_argument("--split", default="val", choices=("val", "test", "train"))
 
     def open(self):
@@ -67,9 +70,8 @@ class RefCOCO(runner.Benchmark):
 
     def items(self, i, record):
         """Every expression of the record's referred object, keyed <ref_id>_<k>."""
-        target = record["referring"][0]
         return [runner.Item(f"{record['meta']['ref_ids'][0]}_{k}", i, {"expression": text})
-                for k, text in enumerate(target["expressions"])]
+                for k, text in enumerate(record["referring"][0]["expressions"])]
 
     def truth(self, item, record):
         return record["referring"][0]["mask"]
@@ -87,9 +89,6 @@ class RefCOCO(runner.Benchmark):
     def open_predictions(self, model, path):
         return preds.MaskPredictions(path, f"model {model.name!r}")
 
-    def evaluator(self, model):
-        return for_task("referring")
-
     def read(self, model, item, gt):
         return preds.to_size(self.readers[model.name].mask(item.key), gt.shape, "nearest", item.key)
 
@@ -106,16 +105,13 @@ class RefCOCO(runner.Benchmark):
         entry = super().entry(model)
         return {**entry, "unused": entry["unused_files"]}
 
-    def panels(self, model, item, r):
-        record = self.source[item.index]
-        image, gt = record["image"], record["referring"][0]["mask"]
-        pred = self.read(model, item, gt)
+    def panels(self, model, item, r, record, gt, pred):
+        image = record["image"]
         return [image, report.overlay(image, pred, (255, 40, 40)), report.overlay(image, gt, (40, 220, 40))]
 
     def row_title(self, item, r):
         text = item.info["expression"]
-        text = text if len(text) < 60 else text[:57] + "..."
-        return f"{item.key}: {text}\nIoU {report.fmt(r['iou'])}"
+        return f"{item.key}: {text if len(text) < 60 else text[:57] + '...'}\nIoU {report.fmt(r['iou'])}"
 
     def charts(self, entries, refs):
         def scores(r):
@@ -125,19 +121,16 @@ class RefCOCO(runner.Benchmark):
                                      scores, entries, refs, paper=("ciou", "giou") + (None,) * len(THRESHOLDS),
                                      ylabel="fraction", title=f"RefCOCOg {self.args.split}", ylim=(0, 1))}
 
-    def report(self, entries):
-        a, n = self.args, len(self.indices)
-        return dict(
-            benchmark=f"refcocog_umd_{a.split}", title=f"Referring segmentation: RefCOCOg (UMD) {a.split}",
-            references=references_for("refcocog_umd_val") if a.split == "val" else [],
-            columns=[report.Column("ciou", "cIoU"), report.Column("giou", "gIoU")]
-            + [report.Column(("precision", f"{t:g}"), f"P@{t:g} (%)", 1) for t in THRESHOLDS]
-            + [report.Column("num_expressions", "expressions", 0)],
-            intro=[f"Dataset: {a.refs_file} ({n} objects{self.limit_note(n, 'objects')})",
-                   "Protocol: one sample per expression; cIoU = sum of intersections / sum of unions; "
-                   "gIoU = mean per-expression IoU; P@t = % of expressions with IoU >= t"],
-            extra={"dataset": {"refs_file": str(a.refs_file), "split": a.split, "num_objects": n,
-                               "num_available": len(self.source)}})
+    def dataset(self):
+        a = self.args
+        return str(a.refs_file), {"refs_file": str(a.refs_file), "split": a.split, "num_objects": len(self.indices)}
+
+    def protocol(self, entries):
+        return ["Protocol: one sample per expression; cIoU = sum of intersections / sum of unions; "
+                "gIoU = mean per-expression IoU; P@t = % of expressions with IoU >= t"]
+
+    def references(self):
+        return references_for("refcocog_umd_val") if self.args.split == "val" else []
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -242,6 +242,9 @@ class Benchmark:
         end); results.json "dataset" fields besides "num_available")."""
         raise NotImplementedError
 
+    def report_columns(self) -> list:
+        return list(self.columns)
+
     def protocol(self, entries: dict) -> list[str]:
         """Intro lines after the dataset line."""
         return []
@@ -268,7 +271,7 @@ class Benchmark:
         intro = [f"Dataset: {text.replace('{counts}', counts) if '{counts}' in text else f'{text} {counts}'}"]
         report.write_report(
             self.out, benchmark=self.benchmark.format(args=self.args), models=self.shown(entries),
-            title=self.title.format(args=self.args, source=self.source), columns=list(self.columns),
+            title=self.title.format(args=self.args, source=self.source), columns=self.report_columns(),
             references=references, intro=intro + self.protocol(entries), sections=self.sections(entries),
             figures=figures, extra={"dataset": {**info, "num_available": len(self.source)},
                                     **self.extra(), "run": cli.run_info(self.args, argv)})
