@@ -39,10 +39,15 @@ checkpoint (--workdir): one instance prompt per (image, category) of the annotat
 SCORE_SHOWN = 0.5  # detections drawn in the grids
 
 
+STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+
+
 class COCOInstances(runner.Benchmark):
-    module, task, ensemble = "eval.coco_instances", "instance", 1
-    worst_key, grid_title = "recall", "COCO: lowest instance recall ({name})"
-    grid_columns = ("input", f"{{name}} (score >= {SCORE_SHOWN})", "ground truth")
+    module, task, ensemble, worst_key = "eval.coco_instances", "instance", 1, "recall"
+    grid_title, grid_columns = "COCO: lowest instance recall ({name})", \
+        ("input", f"{{name}} (score >= {SCORE_SHOWN})", "ground truth")
+    benchmark, title, limit_unit = "coco_instances", "COCO instance segmentation (mask AP)", "images by id"
+    columns = [report.Column(s, s) for s in STATS + ["AR100"]] + [report.Column("num_detections", "detections", 0)]
 
     @staticmethod
     def add_options(d) -> None:
@@ -57,24 +62,23 @@ class COCOInstances(runner.Benchmark):
         return source
 
     def load(self, i):
-        return i
+        return self.source.image_ids[i]  # scored from the annotations; grids read the record
 
-    def items(self, i, record):
-        return [runner.Item(str(self.source.image_ids[i]), i, {"image_id": self.source.image_ids[i]})]
+    def items(self, i, image_id):
+        return [runner.Item(str(image_id), i, {"image_id": image_id})]
 
-    def jobs(self, indices):
+    def truth(self, item, image_id):
+        return image_id
+
+    def items_of_jobs(self, i, record):
         """One instance prompt per (image, category) of the annotations."""
-        from eval import from_checkpoint
+        return [runner.Item(f"{record['meta']['id']}/{c}", i, {"category": name}) for c, name in self.categories.items()]
+
+    def job(self, item, record, n):
         from tasks import instance
 
-        self.detections, n = [], 0
-        for i in indices:
-            record = self.source[i]
-            for cat_id, name in self.categories.items():
-                prompt = instance.render_prompt(np.random.default_rng(self.args.seed + n), name, state_background=True)
-                n += 1
-                yield from_checkpoint.Job(f"{record['meta']['id']}/{cat_id}", record["image"], prompt,
-                                          {"background": instance.BLACK})
+        rng = np.random.default_rng(self.args.seed + n)
+        return instance.render_prompt(rng, item.info["category"], state_background=True), {"background": instance.BLACK}
 
     def num_jobs(self, indices):
         return len(indices) * len(self.categories)
@@ -84,26 +88,26 @@ class COCOInstances(runner.Benchmark):
 
         image_id, cat_id = (int(v) for v in job.key.split("/"))
         rles = instance.to_rle(found.masks) if len(found.masks) else []
-        for rle, score in zip(rles, found.scores, strict=True):
-            self.detections.append({"image_id": image_id, "category_id": cat_id, "segmentation": rle,
-                                    "score": float(score)})
+        self.detections += [{"image_id": image_id, "category_id": cat_id, "segmentation": rle, "score": float(score)}
+                            for rle, score in zip(rles, found.scores, strict=True)]
 
-    def after_predict(self, folder, made):
+    def predict(self, folder, indices):
+        self.detections = []
+        made = super().predict(folder, indices)
         report.write_json(folder / RESULTS_NAME, self.detections)
         return made
 
     def open_predictions(self, model, path):
-        image_ids = {self.source.image_ids[i] for i in self.indices}
-        return Detections(path, self.gt, f"model {model.name!r}", image_ids)
+        return Detections(path, self.gt, f"model {model.name!r}", {self.source.image_ids[i] for i in self.indices})
 
     def evaluator(self, model):
         return for_task("instance", ground_truth=self.gt)
 
-    def read(self, model, item, gt):
-        return self.readers[model.name].by_image.get(item.info["image_id"], [])
+    def read(self, model, item, image_id):
+        return self.readers[model.name].by_image.get(image_id, [])
 
-    def accumulate(self, ev, item, found, gt):
-        image_id, info = item.info["image_id"], self.gt.imgs[item.info["image_id"]]
+    def accumulate(self, ev, item, found, image_id):
+        info = self.gt.imgs[image_id]
         masks = np.array([preds.decode_rle(x["segmentation"]) for x in found], bool).reshape(
             len(found), info["height"], info["width"])
         ev.add(image_id, masks, [x["score"] for x in found], [x["category_id"] for x in found])
@@ -119,12 +123,12 @@ class COCOInstances(runner.Benchmark):
         return {"predictions": str(reader.path), "per_image": [r for _, r in self.records[model.name]],
                 "detections_dropped": len(reader.unused()), "unused_files": []}
 
-    def panels(self, model, item, r):
+    def panels(self, model, item, r, image_id, gt, found):
         from tasks import instance
 
         record = self.source[item.index]
         shape = record["image"].shape[:2]
-        shown = [preds.decode_rle(d["segmentation"]) for d in self.read(model, item, None) if d["score"] >= SCORE_SHOWN]
+        shown = [preds.decode_rle(d["segmentation"]) for d in found if d["score"] >= SCORE_SHOWN]
         truth = [m for m, crowd in zip(record["instance_masks"], record["meta"]["iscrowd"], strict=True) if not crowd]
         return [record["image"]] + [instance.encode(np.array(m, bool).reshape(-1, *shape)) for m in (shown, truth)]
 
@@ -139,20 +143,15 @@ class COCOInstances(runner.Benchmark):
                                                 lambda r: [r["per_class_ap"].get(c) for c in names], entries,
                                                 ylabel="AP", title="COCO per-class mask AP", ylim=(0, 1))}
 
-    def report(self, entries):
-        a, n = self.args, len(self.indices)
-        return dict(
-            benchmark="coco_instances", title="COCO instance segmentation (mask AP)",
-            references=references_for("coco_instances"),
-            columns=[report.Column(s, s) for s in STATS] + [report.Column("AR100", "AR100"),
-                                                            report.Column("num_detections", "detections", 0)],
-            intro=[f"Dataset: {a.coco_annotations} ({n} images{self.limit_note(n, 'images by id')})",
-                   "Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"],
-            extra={"dataset": {"annotations": str(a.coco_annotations), "num_images": n,
-                               "num_available": len(self.source)}})
+    def dataset(self):
+        a = self.args
+        return str(a.coco_annotations), {"annotations": str(a.coco_annotations), "num_images": len(self.indices)}
 
+    def protocol(self, entries):
+        return ["Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"]
 
-STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+    def references(self):
+        return references_for("coco_instances")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -102,10 +102,14 @@ class Benchmark:
         n = 0
         for i in indices:
             record = self.source[i]
-            for item in self.items(i, record):
+            for item in self.items_of_jobs(i, record):
                 prompt, spec = self.job(item, record, n)
                 n += 1
                 yield from_checkpoint.Job(item.info.get("job_key", item.key), record["image"], prompt, spec)
+
+    def items_of_jobs(self, i: int, record) -> list[Item]:
+        """The items our checkpoint generates for (default: the scored items, `items`)."""
+        return self.items(i, record)
 
     def job(self, item: Item, record, n: int) -> tuple[str, dict]:
         """(prompt, decode spec) of one item."""
@@ -264,7 +268,7 @@ class Benchmark:
             return ""
         return f"; first {count} of {len(self.source)}{' ' + what if what else ''} (--limit)"
 
-    def write(self, entries: dict, figures: dict, references: list, argv) -> None:
+    def write_report(self, entries: dict, figures: dict, references: list, argv) -> None:
         n = len(self.indices)
         text, info = self.dataset()
         counts = f"({n} {self.unit}{self.limit_note(n, self.limit_unit)})"
@@ -352,5 +356,5 @@ def run(benchmark: type[Benchmark], doc: str, epilog: str, argv: Sequence[str] |
             figures[f"{bench.worst_caption}: {model.name}"] = _worst_grid(bench, model, records[model.name],
                                                                           args.worst)
     references = bench.references()
-    bench.write(entries, {**bench.charts(entries, references), **figures}, references, argv)
+    bench.write_report(entries, {**bench.charts(entries, references), **figures}, references, argv)
     return entries
