@@ -58,10 +58,13 @@ def ground_truth_members(source: CityscapesSource, i: int) -> tuple[str, str, st
 
 
 class Cityscapes(runner.Benchmark):
-    module, task = "eval.cityscapes", "semantic"
-    per_model_options = ("pred_format", "color_map")
+    module, task, per_model_options = "eval.cityscapes", "semantic", ("pred_format", "color_map")
     checkpoint_options = {"pred_format": "label", "color_map": None}  # written by us as labelId PNGs
     worst_key, worst_label, grid_title = "miou", "mIoU", "Cityscapes: lowest per-image mIoU ({name})"
+    benchmark, title = "cityscapes", "Cityscapes {args.split}: semantic segmentation (19 classes)"
+    limit_unit = "images"
+    columns = [report.Column("miou", "mIoU"), report.Column("category_miou", "category mIoU"),
+               report.Column("miiou", "iIoU"), report.Column("category_miiou", "category iIoU")]
 
     @staticmethod
     def add_options(d) -> None:
@@ -94,6 +97,9 @@ class Cityscapes(runner.Benchmark):
         stem = pathlib.PurePosixPath(self.source.stems[i])  # leftImg8bit/{split}/{city}/{name}
         return [runner.Item(stem.name, i, {"job_key": f"{stem.parent.name}/{stem.name}"})]
 
+    def truth(self, item, record):
+        return record
+
     def job(self, item, record, n):
         from tasks import semantic
 
@@ -105,9 +111,10 @@ class Cityscapes(runner.Benchmark):
     def write(self, folder, job, labels):
         preds.write_png(folder / f"{job.key}_pred_labelIds.png", semantic_to_label_ids(labels))
 
-    def after_predict(self, folder, made):
+    def predict(self, folder, indices):
         from tasks import semantic
 
+        made = super().predict(folder, indices)
         return {**made, "palette": semantic.palette(len(CLASSES)).tolist(), "classes": list(CLASSES)}
 
     def open_predictions(self, model, path):
@@ -134,25 +141,21 @@ class Cityscapes(runner.Benchmark):
         return image_stats(self.read(model, item, gt), gt[0], gt[1], name=str(path)), path
 
     def accumulate(self, ev, item, measured, gt):
-        stats, path = measured
+        (stats, path), single = measured, for_task("semantic", protocol="cityscapes")
         ev.add_stats(stats)
-        single = for_task("semantic", protocol="cityscapes")
         single.add_stats(stats)
         return {"id": item.key, "index": item.index, "prediction": str(path), "miou": single.result()["miou"]}
 
     def entry(self, model):
         fmt, cmap = self.option("pred_format", model), self.option("color_map", model)
-        return {"predictions": str(self.readers[model.name].root), "pred_format": fmt,
-                "color_map": str(cmap) if cmap else ("official" if fmt in ("auto", "color") else None),
-                "per_image": [r for _, r in self.records[model.name]],
-                "unused_files": self.readers[model.name].unused()}
+        return {**super().entry(model), "color_map": str(cmap) if cmap else ("official" if fmt in ("auto", "color")
+                                                                            else None),
+                "per_image": [r for _, r in self.records[model.name]]}
 
-    def panels(self, model, item, r):
-        image_rel, _, _ = ground_truth_members(self.source, item.index)
+    def panels(self, model, item, r, record, gt, pred):
+        image_rel = ground_truth_members(self.source, item.index)[0]
         image = decode_rgb(self.source.images.read(image_rel), self.source.images.describe(image_rel))
-        gt = self.load(item.index)
-        colors = cl.COLORS_BY_LABEL_ID
-        return [image, report.colorize(self.read(model, item, gt), colors), report.colorize(gt[0], colors)]
+        return [image, report.colorize(pred, cl.COLORS_BY_LABEL_ID), report.colorize(gt[0], cl.COLORS_BY_LABEL_ID)]
 
     def charts(self, entries, refs):
         return {"Per-class IoU": self.chart("chart_class_iou.png", cl.EVAL_NAMES,
@@ -160,22 +163,23 @@ class Cityscapes(runner.Benchmark):
                                             ylabel="IoU", title=f"Cityscapes {self.args.split}: per-class IoU",
                                             ylim=(0, 1))}
 
-    def report(self, entries):
-        a, n, results = self.args, len(self.indices), [e["result"] for e in entries.values()]
-        class_rows = [[c] + [report.fmt(r["classes"][c]) for r in results] for c in cl.EVAL_NAMES]
-        cat_rows = [[c] + [report.fmt(r["categories"][c]) for r in results] for c in results[0]["categories"]]
-        return dict(
-            benchmark="cityscapes", title=f"Cityscapes {a.split}: semantic segmentation (19 classes)",
-            references=references_for("cityscapes") if a.split == "val" else [],
-            columns=[report.Column("miou", "mIoU"), report.Column("category_miou", "category mIoU"),
-                     report.Column("miiou", "iIoU"), report.Column("category_miiou", "category iIoU")],
-            intro=[f"Dataset: {a.cityscapes_root} ({n} images{self.limit_note(n, 'images')})",
-                   "Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
-                   "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)"],
-            sections=["## Per-class IoU\n\n" + report.markdown_table(["class"] + list(entries), class_rows),
-                      "## Per-category IoU\n\n" + report.markdown_table(["category"] + list(entries), cat_rows)],
-            extra={"dataset": {"root": str(a.cityscapes_root), "split": a.split, "num_images": n,
-                               "num_available": len(self.source)}})
+    def dataset(self):
+        a = self.args
+        return str(a.cityscapes_root), {"root": str(a.cityscapes_root), "split": a.split,
+                                        "num_images": len(self.indices)}
+
+    def protocol(self, entries):
+        return ["Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
+                "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)"]
+
+    def sections(self, entries):
+        results = [e["result"] for e in entries.values()]
+        rows = {"class": [[c] + [report.fmt(r["classes"][c]) for r in results] for c in cl.EVAL_NAMES],
+                "category": [[c] + [report.fmt(r["categories"][c]) for r in results] for c in results[0]["categories"]]}
+        return [f"## Per-{k} IoU\n\n" + report.markdown_table([k] + list(entries), v) for k, v in rows.items()]
+
+    def references(self):
+        return references_for("cityscapes") if self.args.split == "val" else []
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
