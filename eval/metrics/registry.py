@@ -16,10 +16,13 @@ Tasks and specs:
                  at the end; ground_truth=<COCO>: CocoSegmEvaluator on real annotations
     referring    ReferringEvaluator(); a (K, H, W) stack of targets adds K samples
     binary       BinaryMasks(empty_hd95="diagonal"): Dice and HD95
-    restoration, generation   RestorationEvaluator(crop=0): PSNR / SSIM on uint8 RGB
+    restoration  RestorationEvaluator(crop=0): PSNR / SSIM on uint8 RGB
+    generation   GeneratedImages(crop=0): the same, SSIM undefined below 11x11 pixels
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -31,7 +34,7 @@ from eval.metrics.depth import DepthEvaluator
 from eval.metrics.depth_presets import SYNTHETIC_SCENES
 from eval.metrics.normals import NormalsEvaluator
 from eval.metrics.referring import ReferringEvaluator
-from eval.metrics.restoration import RestorationEvaluator
+from eval.metrics.restoration import RestorationEvaluator, psnr
 
 
 class SemanticEvaluator(ConfusionMatrix):
@@ -117,6 +120,18 @@ class Referring(ReferringEvaluator):
         return super().add(pred, gt, name=name)
 
 
+class GeneratedImages(RestorationEvaluator):
+    """`RestorationEvaluator` for generated images of any size: SSIM is undefined (NaN, left
+    out of nothing: its mean is then None) below its 11x11 window, PSNR always defined."""
+
+    def add(self, pred, gt, name: str = "") -> dict:
+        if min(np.shape(gt)[:2]) - 2 * self.crop >= 11:
+            return super().add(pred, gt, name=name)
+        record = {"name": name, "psnr": psnr(pred, gt, self.crop), "ssim": math.nan}
+        self.records.append(record)
+        return record
+
+
 def for_task(task: str, **spec):
     """The evaluator of `task` with its spec (see the module docstring)."""
     if task == "depth":
@@ -134,7 +149,9 @@ def for_task(task: str, **spec):
         return Referring(**spec)
     if task == "binary":
         return BinaryMasks(**spec)
-    if task in ("restoration", "generation"):
+    if task == "restoration":
         return RestorationEvaluator(**spec)
+    if task == "generation":
+        return GeneratedImages(**spec)
     raise KeyError(f"no evaluator for task {task!r}; expected depth, normals, semantic, instance, "
                    "referring, binary, restoration or generation")
