@@ -88,3 +88,33 @@ def test_unused_prediction_files_are_listed_for_every_benchmark(tmp_path):
     assert entries["pred"]["unused_files"] == ["stray"]
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["models"]["pred"]["unused_files"] == ["stray"] and saved["nonfinite_values"]["count"] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["depth", "normals", "semantic", "instance"])
+def test_decoded_evaluator_and_benchmark_runner_agree(tiny_workdir, tmp_path, task):
+    """The trainer's `decoded` evaluator and `python -m eval.synthetic --truth target` (the
+    runner: checkpoint -> predictions folder -> files read back -> for_task) on the same four
+    examples give the same numbers under the same names."""
+    from data_mix.synthetic import SyntheticScenes
+    from eval import synthetic
+    from vision_banana import evaluators
+    from vision_banana.predict import Predictor
+
+    n = 4
+    args = ["--task", task, "--num-scenes", str(n), "--resolution", "16", "--truth", "target"]
+    entries = synthetic.main(args + ["--workdir", str(tiny_workdir), "--name", "tiny", "--batch-size", str(n),
+                                     "--out", str(tmp_path / "bench"), "--worst", "1", "--no-progress"])
+    from_runner = entries["tiny"]["result"]["metrics_table"]
+    assert from_runner and set(from_runner) >= {m.key for m in table.headline(task) if m.key != "hd95"}
+    # The same examples, as a held-out batch of the trainer.
+    scenes = SyntheticScenes(seed=0, size=16, num_records=n, split="test")
+    examples = [synthetic.build_example(task, i, scenes[i]) for i in range(n)]
+    predictor = Predictor.from_workdir(tiny_workdir)
+    batch = predictor.make_batch(np.stack([e["image"] for e in examples]), [e["prompt"] for e in examples])
+    batch["target"] = np.stack([e["target"] for e in examples])
+    held = evaluators.HeldOut(batch, [e["prompt"] for e in examples], [task] * n,
+                              [{"spec": synthetic.decode_spec(task, e)} for e in examples])
+    ctx = evaluators.EvalContext(0, tmp_path, predictor, None, [held], True)
+    from_trainer = dict(evaluators.Decoded({"skip_tasks": ()}, None, None, None).run(ctx))
+    assert from_trainer == pytest.approx({f"{task}/{k}": v for k, v in from_runner.items()}, rel=1e-6, abs=1e-9)

@@ -39,7 +39,8 @@ from eval.metrics.restoration import RestorationEvaluator, psnr
 
 class SemanticEvaluator(ConfusionMatrix):
     """A `ConfusionMatrix` whose class count may be left to the data: K = 1 + the largest class
-    index seen in ground truth or prediction (labels < 0 are unlabelled)."""
+    index seen in ground truth or prediction (labels < 0, and `ignore_index` or above in a
+    prediction, are unlabelled: misses)."""
 
     def __init__(self, num_classes: int | None = None, ignore_index: int = 255):
         super().__init__(num_classes or 1, ignore_index)
@@ -48,7 +49,8 @@ class SemanticEvaluator(ConfusionMatrix):
     def add(self, pred: np.ndarray, gt: np.ndarray, name: str = "") -> None:
         del name
         if not self.fixed:
-            top = max(int(np.max(gt, initial=-1)), int(np.max(pred, initial=-1)))
+            pred = np.asarray(pred)
+            top = max(int(np.max(gt, initial=-1)), int(np.max(pred[pred < self.ignore_index], initial=-1)))
             self.num_classes = max(self.num_classes, min(top + 1, 255))
         super().add(pred, gt)
 
