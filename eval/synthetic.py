@@ -33,8 +33,8 @@ predictions (--predictions / --baseline): one file per scene, named by its 4-dig
     depth     DIR/<i>.npy float32 (H, W) metres (+inf: sky)
     normals   DIR/<i>.npy float32 (H, W, 3) unit vectors (x right, y up, z toward the camera)
     semantic  DIR/<i>.png single-channel class indices into the scene classes, 255 = none
-    instance  DIR/<i>.json {"scores": [...], "masks": [<COCO RLE>, ...]} (masks of the class
-              the scene's prompt names)
+    instance  DIR/<i>.json {"size": [H, W], "scores": [...], "masks": [<COCO RLE>, ...]} (the
+              instances of the class the scene's prompt names)
 checkpoint (--workdir): the example's own prompt, decoded by the task codec with the example's
   decode spec, written in the format above.
 """
@@ -43,13 +43,14 @@ checkpoint (--workdir): the example's own prompt, decoded by the task codec with
 def write_instances(path, found) -> None:
     rles = instance_codec.to_rle(found.masks) if len(found.masks) else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"scores": [float(s) for s in found.scores], "masks": rles}))
+    path.write_text(json.dumps({"size": list(found.masks.shape[1:]), "scores": [float(s) for s in found.scores],
+                                "masks": rles}))
 
 
 def read_instances(path):
     data = json.loads(path.read_text())
     masks = [preds.decode_rle(m) for m in data["masks"]]
-    shape = masks[0].shape if masks else (0, 0)
+    shape = tuple(data["size"])
     return instance_codec.Instances(np.array(masks, bool).reshape(len(masks), *shape),
                                      np.asarray(data["scores"], np.float32), np.zeros((len(masks), 3), np.uint8))
 

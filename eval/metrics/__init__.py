@@ -18,6 +18,7 @@ None). Modules:
     registry          for_task, SemanticEvaluator, InstanceEvaluator, BinaryMasks, Referring
     table             METRICS, Metric, headline / extra / summary
     jsonio            jsonable (strict JSON, NaN / inf -> null, counted), write_json, read_jsonl
+    grids             image_grid: the one PNG grid of panels (benchmark and demo reports)
 
 A leaf library: it imports numpy, scipy, OpenCV, pycocotools and `tasks`, nothing else of
 the project, so the trainer (`vision_banana`) and every benchmark may import it.
@@ -55,6 +56,7 @@ _EXPORTS = {
     "InstanceEvaluator": "registry",
     "table": None,
     "jsonio": None,
+    "grids": None,
 }
 
 __all__ = sorted(_EXPORTS)
