@@ -90,7 +90,7 @@ def image_grid(path: pathlib.Path, columns: Mapping[str, np.ndarray], labels: li
         shapes = [columns[n][r].shape for n in names if columns[n][r] is not None]
         blank = np.full(shapes[0] if shapes else (32, 32, 3), 255, np.uint8)
         rows.append([blank if columns[n][r] is None else np.asarray(columns[n][r]) for n in names])
-    grids.image_grid(path, rows, col_titles=names, row_titles=labels, title=title, panel_height=96,
+    grids.image_grid(path, rows, col_titles=names, row_titles=labels, title=title, panel_height=128,
                      label_width=260)
 
 

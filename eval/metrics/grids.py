@@ -18,9 +18,20 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _LINE = 18  # pixels per text line at scale 0.5
 
 
-def _text_block(lines: Sequence[str], width: int, height: int, scale: float = 0.5) -> np.ndarray:
-    """uint8 (height, width, 3) white block with black text lines, wrapped to `width`."""
+def _text_block(lines: Sequence[str], width: int, height: int | None = None, scale: float = 0.5) -> np.ndarray:
+    """uint8 (height, width, 3) white block with black text lines, wrapped to `width`; height
+    None: as tall as the wrapped lines need."""
+    wrapped = _wrap(lines, width, scale)
+    if height is None:
+        height = _LINE * len(wrapped) + 8
     block = np.full((height, width, 3), 255, np.uint8)
+    top = max(4, (height - _LINE * len(wrapped)) // 2)
+    for j, line in enumerate(wrapped):
+        cv2.putText(block, line, (4, top + _LINE * j + 13), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return block
+
+
+def _wrap(lines: Sequence[str], width: int, scale: float) -> list[str]:
     wrapped = []
     for line in lines:
         words, current = line.split(" "), ""
@@ -32,10 +43,7 @@ def _text_block(lines: Sequence[str], width: int, height: int, scale: float = 0.
             else:
                 current = trial
         wrapped.append(current)
-    top = max(4, (height - _LINE * len(wrapped)) // 2)
-    for j, line in enumerate(wrapped):
-        cv2.putText(block, line, (4, top + _LINE * j + 13), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return block
+    return wrapped
 
 
 def image_grid(path: str | os.PathLike, rows: Sequence[Sequence[np.ndarray]], *,
@@ -65,10 +73,13 @@ def image_grid(path: str | os.PathLike, rows: Sequence[Sequence[np.ndarray]], *,
     gap = 6
     has_labels = bool(row_titles)
     total_width = label_width * has_labels + sum(widths) + gap * ncols
-    header = [_text_block([title], total_width, 28, 0.6)] if title else []
-    cols = [np.pad(_text_block([t], w, 24), ((0, 0), (0, gap), (0, 0)), constant_values=255)
+    header = [_text_block([title], total_width, max(28, 22 * len(_wrap([title], total_width, 0.6)) + 6), 0.6)] \
+        if title else []
+    title_rows = max([len(_wrap([t], w, 0.5)) for t, w in zip(col_titles, widths, strict=True)] or [1])
+    head = 24 if title_rows == 1 else _LINE * title_rows + 8
+    cols = [np.pad(_text_block([t], w, head), ((0, 0), (0, gap), (0, 0)), constant_values=255)
             for t, w in zip(col_titles, widths, strict=True)]
-    lines = [np.concatenate(([_text_block([""], label_width, 24)] if has_labels else []) + cols, axis=1)]
+    lines = [np.concatenate(([_text_block([""], label_width, head)] if has_labels else []) + cols, axis=1)]
     for i, row in enumerate(scaled):
         cells = [_text_block(row_titles[i].split("\n"), label_width, panel_height)] if has_labels else []
         for j in range(ncols):
