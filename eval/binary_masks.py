@@ -24,7 +24,6 @@ from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task
 from eval.metrics.binary import load_reference_scores, strata
-from eval.references import references_for
 
 EPILOG = """\
 dataset: ROOT/images/<name>.<ext> with ROOT/masks/<name><--mask-suffix>.<ext> (any of
@@ -44,7 +43,8 @@ class BinaryMasks(runner.Benchmark):
     write_as, read_as = (".png", preds.write_mask), preds.read_mask
     worst_caption, worst_key, grid_title = "Worst cases", "dice", "Binary masks: lowest Dice ({name})"
     benchmark, title, unit = "binary_masks", "Binary segmentation: {source.dataset}", "cases"
-    limit_unit = "cases"
+    limit_unit, count_key, reference_key = "cases", "num_cases", "binary_masks"
+    dataset_text, dataset_info = "{args.dataset_root}", {"root": "dataset_root"}
 
     @staticmethod
     def add_options(d) -> None:
@@ -122,19 +122,12 @@ class BinaryMasks(runner.Benchmark):
                 "HD95": self.chart("chart_hd95.png", parts, lambda r: [r[p]["hd95"] for p in parts], entries,
                                    ylabel="HD95 (pixels)", title="HD95")}
 
-    def dataset(self):
-        a = self.args
-        return str(a.dataset_root), {"root": str(a.dataset_root), "num_cases": len(self.indices)}
-
     def protocol(self, entries):
         a, info = self.args, self.info
         return [f"Protocol: Dice in %, HD95 in pixels (MedPy); one empty mask: HD95 = {a.empty_hd95}",
                 "Strata: the {:g} % best (easy) and worst (hard) cases of {} by {}".format(
                     100 * a.strata_fraction, info["reference"], a.strata_metric)
                 if info else "Strata: none (give --reference-scores or --reference-model)"]
-
-    def references(self):
-        return references_for("binary_masks")
 
     def extra(self):
         return {"strata": self.info}

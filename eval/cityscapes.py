@@ -62,7 +62,10 @@ class Cityscapes(runner.Benchmark):
     checkpoint_options = {"pred_format": "label", "color_map": None}  # written by us as labelId PNGs
     worst_key, worst_label, grid_title = "miou", "mIoU", "Cityscapes: lowest per-image mIoU ({name})"
     benchmark, title = "cityscapes", "Cityscapes {args.split}: semantic segmentation (19 classes)"
-    limit_unit = "images"
+    limit_unit, dataset_text = "images", "{args.cityscapes_root}"
+    dataset_info = {"root": "cityscapes_root", "split": "split"}
+    protocol_text = ("Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
+                     "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)")
     columns = [report.Column("miou", "mIoU"), report.Column("category_miou", "category mIoU"),
                report.Column("miiou", "iIoU"), report.Column("category_miiou", "category iIoU")]
 
@@ -162,15 +165,6 @@ class Cityscapes(runner.Benchmark):
                                             lambda r: [r["classes"][c] for c in cl.EVAL_NAMES], entries,
                                             ylabel="IoU", title=f"Cityscapes {self.args.split}: per-class IoU",
                                             ylim=(0, 1))}
-
-    def dataset(self):
-        a = self.args
-        return str(a.cityscapes_root), {"root": str(a.cityscapes_root), "split": a.split,
-                                        "num_images": len(self.indices)}
-
-    def protocol(self, entries):
-        return ["Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
-                "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)"]
 
     def sections(self, entries):
         results = [e["result"] for e in entries.values()]

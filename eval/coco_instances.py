@@ -20,7 +20,6 @@ from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task
 from eval.metrics.coco import RESULTS_NAME, Detections, image_recall
-from eval.references import references_for
 
 EPILOG = f"""\
 predictions (--predictions / --baseline): a COCO results JSON file (or a folder holding
@@ -47,6 +46,8 @@ class COCOInstances(runner.Benchmark):
     grid_title, grid_columns = "COCO: lowest instance recall ({name})", \
         ("input", f"{{name}} (score >= {SCORE_SHOWN})", "ground truth")
     benchmark, title, limit_unit = "coco_instances", "COCO instance segmentation (mask AP)", "images by id"
+    dataset_text, dataset_info, reference_key = "{args.coco_annotations}", {"annotations": "coco_annotations"}, benchmark
+    protocol_text = "Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"
     columns = [report.Column(s, s) for s in STATS + ["AR100"]] + [report.Column("num_detections", "detections", 0)]
 
     @staticmethod
@@ -143,15 +144,6 @@ class COCOInstances(runner.Benchmark):
                                                 lambda r: [r["per_class_ap"].get(c) for c in names], entries,
                                                 ylabel="AP", title="COCO per-class mask AP", ylim=(0, 1))}
 
-    def dataset(self):
-        a = self.args
-        return str(a.coco_annotations), {"annotations": str(a.coco_annotations), "num_images": len(self.indices)}
-
-    def protocol(self, entries):
-        return ["Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"]
-
-    def references(self):
-        return references_for("coco_instances")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -88,9 +88,7 @@ class Depth(runner.Benchmark):
         from data_mix import sources
 
         a = self.args
-        missing = [n for n in SOURCES[a.dataset] if getattr(a, n) is None]
-        if missing:
-            self.parser.error(f"--dataset {a.dataset} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+        self.need(*SOURCES[a.dataset])
         self.preset = get_preset(f"kitti_{a.kitti_crop}" if a.dataset == "kitti" else a.dataset)
         return {"nyuv2": lambda: sources.NYUv2Source(a.nyuv2_mat, "test", splits_mat=a.nyuv2_splits),
                 "kitti": lambda: sources.KITTIDepthSource(a.kitti_raw, a.kitti_depth, a.kitti_split),

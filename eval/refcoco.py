@@ -43,6 +43,10 @@ class RefCOCO(runner.Benchmark):
     worst_key, worst_label, grid_title = "iou", "IoU", "Referring segmentation: lowest IoU ({name})"
     benchmark, title = "refcocog_umd_{args.split}", "Referring segmentation: RefCOCOg (UMD) {args.split}"
     unit = limit_unit = "objects"
+    dataset_text, dataset_info = "{args.refs_file}", {"refs_file": "refs_file", "split": "split"}
+    count_key = "num_objects"
+    protocol_text = ("Protocol: one sample per expression; cIoU = sum of intersections / sum of unions; "
+                     "gIoU = mean per-expression IoU; P@t = % of expressions with IoU >= t")
     columns = [report.Column("ciou", "cIoU"), report.Column("giou", "gIoU")]
     columns += [report.Column(("precision", f"{t:g}"), f"P@{t:g} (%)", 1) for t in THRESHOLDS]
     columns += [report.Column("num_expressions", "expressions", 0)]
@@ -120,14 +124,6 @@ class RefCOCO(runner.Benchmark):
         return {"Scores": self.chart("chart_scores.png", ["cIoU", "gIoU"] + [f"P@{t:g}" for t in THRESHOLDS],
                                      scores, entries, refs, paper=("ciou", "giou") + (None,) * len(THRESHOLDS),
                                      ylabel="fraction", title=f"RefCOCOg {self.args.split}", ylim=(0, 1))}
-
-    def dataset(self):
-        a = self.args
-        return str(a.refs_file), {"refs_file": str(a.refs_file), "split": a.split, "num_objects": len(self.indices)}
-
-    def protocol(self, entries):
-        return ["Protocol: one sample per expression; cIoU = sum of intersections / sum of unions; "
-                "gIoU = mean per-expression IoU; P@t = % of expressions with IoU >= t"]
 
     def references(self):
         return references_for("refcocog_umd_val") if self.args.split == "val" else []

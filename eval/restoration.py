@@ -22,7 +22,6 @@ from data_mix.sources.paired_folders import IMAGE_EXTENSIONS, RestorationPairsSo
 from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task
-from eval.references import references_for
 
 EPILOG = """\
 dataset: ROOT/input/<name>.<ext> and ROOT/target/<name>.<ext> of one size (any of .png .jpg
@@ -43,6 +42,8 @@ class Restoration(runner.Benchmark):
     worst_key, worst_label, worst_digits = "psnr", "PSNR", 2
     grid_columns, grid_title = ("input", "{name}", "target"), "Restoration: lowest PSNR ({name})"
     benchmark, title, unit = "restoration/{args.kind}", "Restoration ({args.kind}): {source.dataset}", "pairs"
+    dataset_text, dataset_info = "{args.dataset_root}", {"root": "dataset_root", "kind": "kind"}
+    reference_key = benchmark
     columns = [report.Column("psnr", "PSNR (dB)", 2), report.Column("ssim", "SSIM", 4),
                report.Column("num_images", "images", 0), report.Column("num_identical", "identical", 0)]
 
@@ -102,15 +103,9 @@ class Restoration(runner.Benchmark):
                 "SSIM": self.chart("chart_ssim.png", ["SSIM"], lambda r: [r["ssim"]], self.shown(entries),
                                    ylabel="SSIM", title="SSIM (RGB)", ylim=(0, 1))}
 
-    def dataset(self):
-        a = self.args
-        return str(a.dataset_root), {"root": str(a.dataset_root), "kind": a.kind, "num_images": len(self.indices)}
-
     def protocol(self, entries):
         return [f"Protocol: {self.floor.result()['protocol']}; means over images (PSNR over non-identical pairs)"]
 
-    def references(self):
-        return references_for(f"restoration/{self.args.kind}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

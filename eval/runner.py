@@ -43,6 +43,7 @@ from typing import Any
 from eval import cli, report
 from eval import predictions as preds
 from eval.metrics import for_task
+from eval.references import references_for
 
 
 @dataclasses.dataclass
@@ -241,20 +242,35 @@ class Benchmark:
     columns: tuple = ()              # report.Column of the results table
     unit, limit_unit = "images", ""  # what the intro counts; what "--limit" says it cut
 
+    dataset_text = ""                # the intro's dataset, formatted with args=
+    dataset_info: dict = {}          # results.json "dataset" field -> args attribute
+    count_key = "num_images"         # results.json "dataset" field of the scored count
+    protocol_text = ""               # the intro's protocol line, formatted with args=
+    reference_key = ""               # eval.references key, formatted with args=
+
     def dataset(self) -> tuple[str, dict]:
         """(the intro's dataset text, where "{counts}" places "(N images...)" (default: at the
         end); results.json "dataset" fields besides "num_available")."""
-        raise NotImplementedError
+        info = {k: (str(v) if isinstance(v, pathlib.Path) else v)
+                for k, v in ((k, getattr(self.args, a)) for k, a in self.dataset_info.items())}
+        return self.dataset_text.format(args=self.args), {**info, self.count_key: len(self.indices)}
 
     def report_columns(self) -> list:
         return list(self.columns)
 
     def protocol(self, entries: dict) -> list[str]:
         """Intro lines after the dataset line."""
-        return []
+        return [self.protocol_text.format(args=self.args)] if self.protocol_text else []
 
     def references(self) -> list:
-        return []
+        return references_for(self.reference_key.format(args=self.args)) if self.reference_key else []
+
+    def need(self, *dests: str, what: str = "") -> None:
+        """A usage error unless every option `dests` was given (`what`: who needs them)."""
+        missing = [d for d in dests if getattr(self.args, d) is None]
+        if missing:
+            self.parser.error(f"{what or '--dataset ' + self.args.dataset} needs "
+                              + ", ".join("--" + m.replace("_", "-") for m in missing))
 
     def sections(self, entries: dict) -> list[str]:
         return []
