@@ -48,18 +48,15 @@ class BinaryMasks(runner.Benchmark):
 
     @staticmethod
     def add_options(d) -> None:
-        d.add_argument("--dataset-root", type=pathlib.Path, required=True,
-                       help="folder with images/ and masks/")
+        d.add_argument("--dataset-root", type=pathlib.Path, required=True, help="folder with images/ and masks/")
         d.add_argument("--images", default="images", help="image sub-folder (default images)")
         d.add_argument("--masks", default="masks", help="mask sub-folder (default masks)")
-        d.add_argument("--mask-suffix", default="",
-                       help="mask name = image name + suffix (ISIC: _segmentation)")
+        d.add_argument("--mask-suffix", default="", help="mask name = image name + suffix (ISIC: _segmentation)")
         d.add_argument("--target", default="polyp", help="the segmented object, named in our prompts")
         d.add_argument("--reference-scores", type=pathlib.Path, help="a reference model's per-case scores")
         d.add_argument("--reference-model", help="use this scored model's per-case scores for the strata")
         d.add_argument("--strata-metric", choices=("dice", "hd95"), default="dice")
-        d.add_argument("--strata-fraction", type=float, default=0.05,
-                       help="share of easy / hard cases (0.05)")
+        d.add_argument("--strata-fraction", type=float, default=0.05, help="share of easy / hard cases (0.05)")
         d.add_argument("--empty-hd95", choices=("diagonal", "nan"), default="diagonal",
                        help="HD95 when exactly one mask is empty: the image diagonal, or undefined")
 
@@ -113,8 +110,7 @@ class BinaryMasks(runner.Benchmark):
 
     def report_columns(self):
         return [report.Column(f"{p}.{m}", f"{p} {label}", 2) for p in self.parts()
-                for m, label in (("dice", "Dice %"), ("hd95", "HD95 px"))] + [report.Column("all.num_cases",
-                                                                                            "cases", 0)]
+                for m, label in (("dice", "Dice %"), ("hd95", "HD95 px"))] + [report.Column("all.num_cases", "cases", 0)]
 
     def parts(self):
         return ["all"] + (["easy", "hard"] if self.groups else [])

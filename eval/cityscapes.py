@@ -26,13 +26,7 @@ from eval import predictions as preds
 from eval.metrics import cityscapes_labels as cl
 from eval.metrics import for_task
 from eval.metrics.cityscapes import image_stats
-from eval.metrics.cityscapes_files import (
-    PredictionFiles,
-    find_predictions,
-    load_color_map,
-    official_color_map,
-    to_label_ids,
-)
+from eval.metrics.cityscapes_files import PredictionFiles, find_predictions, load_color_map, official_color_map, to_label_ids
 from eval.references import references_for
 
 FORMATS = ("auto", "label", "train", "color")
@@ -141,8 +135,7 @@ class Cityscapes(runner.Benchmark):
 
     def read(self, model, item, gt):
         path = self.readers[model.name].path(item.index)
-        pred = to_label_ids(preds.read_image(path), self.option("pred_format", model),
-                            self.color_maps[model.name],
+        pred = to_label_ids(preds.read_image(path), self.option("pred_format", model), self.color_maps[model.name],
                             self.args.color_max_distance, str(path))
         return preds.to_size(pred, gt[0].shape, "nearest", str(path))
 
@@ -158,16 +151,14 @@ class Cityscapes(runner.Benchmark):
 
     def entry(self, model):
         fmt, cmap = self.option("pred_format", model), self.option("color_map", model)
-        return {**super().entry(model), "color_map": str(cmap) if cmap else ("official" if fmt in ("auto",
-                                                                                                   "color")
+        return {**super().entry(model), "color_map": str(cmap) if cmap else ("official" if fmt in ("auto", "color")
                                                                             else None),
                 "per_image": [r for _, r in self.records[model.name]]}
 
     def panels(self, model, item, r, record, gt, pred):
         image_rel = ground_truth_members(self.source, item.index)[0]
         image = decode_rgb(self.source.images.read(image_rel), self.source.images.describe(image_rel))
-        return [image, report.colorize(pred, cl.COLORS_BY_LABEL_ID), report.colorize(gt[0],
-                                                                                     cl.COLORS_BY_LABEL_ID)]
+        return [image, report.colorize(pred, cl.COLORS_BY_LABEL_ID), report.colorize(gt[0], cl.COLORS_BY_LABEL_ID)]
 
     def charts(self, entries, refs):
         return {"Per-class IoU": self.chart("chart_class_iou.png", cl.EVAL_NAMES,
@@ -179,8 +170,7 @@ class Cityscapes(runner.Benchmark):
         results = [e["result"] for e in entries.values()]
         rows = {"class": [[c] + [report.fmt(r["classes"][c]) for r in results] for c in cl.EVAL_NAMES],
                 "category": [[c] + [report.fmt(r["categories"][c]) for r in results] for c in results[0]["categories"]]}
-        return [f"## Per-{k} IoU\n\n" + report.markdown_table([k] + list(entries), v) for k,
-                v in rows.items()]
+        return [f"## Per-{k} IoU\n\n" + report.markdown_table([k] + list(entries), v) for k, v in rows.items()]
 
     def references(self):
         return references_for("cityscapes") if self.args.split == "val" else []

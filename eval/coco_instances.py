@@ -46,11 +46,9 @@ class COCOInstances(runner.Benchmark):
     grid_title, grid_columns = "COCO: lowest instance recall ({name})", \
         ("input", f"{{name}} (score >= {SCORE_SHOWN})", "ground truth")
     benchmark, title, limit_unit = "coco_instances", "COCO instance segmentation (mask AP)", "images by id"
-    dataset_text, dataset_info = "{args.coco_annotations}", {"annotations": "coco_annotations"}
-    reference_key = benchmark
+    dataset_text, dataset_info, reference_key = "{args.coco_annotations}", {"annotations": "coco_annotations"}, benchmark
     protocol_text = "Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"
-    columns = [report.Column(s, s) for s in STATS + ["AR100"]] + [report.Column("num_detections",
-                                                                                "detections", 0)]
+    columns = [report.Column(s, s) for s in STATS + ["AR100"]] + [report.Column("num_detections", "detections", 0)]
 
     @staticmethod
     def add_options(d) -> None:
@@ -75,15 +73,13 @@ class COCOInstances(runner.Benchmark):
 
     def items_of_jobs(self, i, record):
         """One instance prompt per (image, category) of the annotations."""
-        return [runner.Item(f"{record['meta']['id']}/{c}", i, {"category": name}) for c,
-                name in self.categories.items()]
+        return [runner.Item(f"{record['meta']['id']}/{c}", i, {"category": name}) for c, name in self.categories.items()]
 
     def job(self, item, record, n):
         from tasks import instance
 
         rng = np.random.default_rng(self.args.seed + n)
-        return instance.render_prompt(rng, item.info["category"],
-                                      state_background=True), {"background": instance.BLACK}
+        return instance.render_prompt(rng, item.info["category"], state_background=True), {"background": instance.BLACK}
 
     def num_jobs(self, indices):
         return len(indices) * len(self.categories)
@@ -93,8 +89,7 @@ class COCOInstances(runner.Benchmark):
 
         image_id, cat_id = (int(v) for v in job.key.split("/"))
         rles = instance.to_rle(found.masks) if len(found.masks) else []
-        self.detections += [{"image_id": image_id, "category_id": cat_id, "segmentation": rle,
-                             "score": float(score)}
+        self.detections += [{"image_id": image_id, "category_id": cat_id, "segmentation": rle, "score": float(score)}
                             for rle, score in zip(rles, found.scores, strict=True)]
 
     def predict(self, folder, indices):
@@ -104,8 +99,7 @@ class COCOInstances(runner.Benchmark):
         return made
 
     def open_predictions(self, model, path):
-        return Detections(path, self.gt, f"model {model.name!r}",
-                          {self.source.image_ids[i] for i in self.indices})
+        return Detections(path, self.gt, f"model {model.name!r}", {self.source.image_ids[i] for i in self.indices})
 
     def evaluator(self, model):
         return for_task("instance", ground_truth=self.gt)
@@ -136,10 +130,8 @@ class COCOInstances(runner.Benchmark):
         record = self.source[item.index]
         shape = record["image"].shape[:2]
         shown = [preds.decode_rle(d["segmentation"]) for d in found if d["score"] >= SCORE_SHOWN]
-        truth = [m for m, crowd in zip(record["instance_masks"], record["meta"]["iscrowd"],
-                                       strict=True) if not crowd]
-        return [record["image"]] + [instance.encode(np.array(m, bool).reshape(-1, *shape)) for m in (shown,
-                                                                                                     truth)]
+        truth = [m for m, crowd in zip(record["instance_masks"], record["meta"]["iscrowd"], strict=True) if not crowd]
+        return [record["image"]] + [instance.encode(np.array(m, bool).reshape(-1, *shape)) for m in (shown, truth)]
 
     def row_title(self, item, r):
         return f"image {r['image_id']}\nrecall@0.5 {report.fmt(r['recall'], 2)} of {r['num_instances']}"

@@ -23,11 +23,7 @@ from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task, table
 from eval.metrics.depth import METRICS, align
-from eval.metrics.depth_presets import (
-    KITTI_BENCHMARK_HW,
-    get_preset,
-    kitti_benchmark_crop,
-)
+from eval.metrics.depth_presets import KITTI_BENCHMARK_HW, get_preset, kitti_benchmark_crop
 from eval.references import references_for
 from tasks import depth as depth_codec
 
@@ -64,8 +60,7 @@ class Depth(runner.Benchmark):
     grid_columns = ("input", "{name}", "ground truth", "AbsRel (0..0.5)")
     grid_title, benchmark = "{args.dataset}: highest AbsRel ({name})", "depth/{args.dataset}"
     title = "Metric depth: {args.dataset}"
-    columns = [report.Column.of(table.METRICS[k]) for k in ("delta1", "abs_rel", "delta2", "delta3", "rmse",
-                                                            "silog")]
+    columns = [report.Column.of(table.METRICS[k]) for k in ("delta1", "abs_rel", "delta2", "delta3", "rmse", "silog")]
     columns += [report.Column("num_images", "images", 0)]
 
     @staticmethod
@@ -100,8 +95,7 @@ class Depth(runner.Benchmark):
                 "diode": lambda: sources.DIODESource(a.diode_root, "val", domain=a.diode_domain),
                 "eth3d": lambda: sources.ETH3DSource(a.eth3d_root, file_list=a.eth3d_list),
                 "ibims1": lambda: sources.IBimsSource(a.ibims_root),
-                "scannet": lambda: sources.ScanNetSource(a.scannet_root,
-                                                         file_list=a.scannet_list)}[a.dataset]()
+                "scannet": lambda: sources.ScanNetSource(a.scannet_root, file_list=a.scannet_list)}[a.dataset]()
 
     def truth(self, item, record):
         """(depth float32 (H, W) metres on the scored frame, dataset mask or None, image (H, W))."""
@@ -110,8 +104,7 @@ class Depth(runner.Benchmark):
         return (kitti_benchmark_crop(depth) if kitti else depth), mask, shape
 
     def job(self, item, record, n):
-        return depth_codec.render_prompt(np.random.default_rng(self.args.seed + n),
-                                         "rainbow"), {"colormap": "rainbow"}
+        return depth_codec.render_prompt(np.random.default_rng(self.args.seed + n), "rainbow"), {"colormap": "rainbow"}
 
     def evaluator(self, model):
         return for_task("depth", preset=self.preset, alignment=self.option("alignment", model))
@@ -134,8 +127,7 @@ class Depth(runner.Benchmark):
         shown = np.clip(align(pred, gt, valid, ev.alignment)[0], *ev.preset.pred_range)
         image = kitti_benchmark_crop(record["image"]) if self.args.dataset == "kitti" else record["image"]
         err = np.where(valid, np.abs(shown - gt) / np.where(valid, gt, 1), np.nan)
-        return [image, depth_codec.encode(shown.astype(np.float32)), depth_codec.encode(gt),
-                report.heatmap(err, 0.5)]
+        return [image, depth_codec.encode(shown.astype(np.float32)), depth_codec.encode(gt), report.heatmap(err, 0.5)]
 
     def references(self):
         a = self.args
@@ -143,8 +135,7 @@ class Depth(runner.Benchmark):
 
     def charts(self, entries, refs):
         return {"delta1 and AbsRel": self.chart(
-            "chart_metrics.png", ["delta1", "AbsRel"], lambda r: [r["metrics"]["delta1"],
-                                                                  r["metrics"]["abs_rel"]],
+            "chart_metrics.png", ["delta1", "AbsRel"], lambda r: [r["metrics"]["delta1"], r["metrics"]["abs_rel"]],
             entries, refs, paper=("delta1", "abs_rel"), ylabel="value", title=f"{self.args.dataset} depth")}
 
     def dataset(self):

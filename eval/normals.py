@@ -68,16 +68,13 @@ class Normals(runner.Benchmark):
     def add_options(d) -> None:
         d.add_argument("--dataset", required=True, choices=DATASETS,
                        help="benchmark (chooses the reader and the reference rows)")
-        d.add_argument("--dsine-root", type=pathlib.Path,
-                       help="DSINE evaluation layout folder of the dataset")
+        d.add_argument("--dsine-root", type=pathlib.Path, help="DSINE evaluation layout folder of the dataset")
         d.add_argument("--dsine-split", type=pathlib.Path, help="optional split file of the DSINE layout")
         for flag, text in (("nyuv2-mat", None), ("nyuv2-splits", None),
-                           ("nyuv2-normals", "folder of {index:06d}_normal.png / .npy"), ("diode-root",
-                                                                                          None)):
+                           ("nyuv2-normals", "folder of {index:06d}_normal.png / .npy"), ("diode-root", None)):
             d.add_argument(f"--{flag}", type=pathlib.Path, help=text)
         d.add_argument("--diode-domain", choices=("indoors", "outdoor", "all"), default="indoors")
-        d.add_argument("--diode-normals-convention", choices=("vision_banana", "opencv"),
-                       default="vision_banana")
+        d.add_argument("--diode-normals-convention", choices=("vision_banana", "opencv"), default="vision_banana")
         d.add_argument("--vkitti2-root", type=pathlib.Path)
         d.add_argument("--vkitti2-normals", type=pathlib.Path, help="normals tree mirroring the depth tree")
         d.add_argument("--convention", action=cli.PerModel, choices=preds.NORMAL_CONVENTIONS,
@@ -99,8 +96,7 @@ class Normals(runner.Benchmark):
             flags = " and ".join("--" + n.replace("_", "-") for n in need)
             self.parser.error(f"--dataset {a.dataset} needs {flags} (or --dsine-root)")
         if a.dataset == "nyuv2":
-            return sources.NYUv2Source(a.nyuv2_mat, "test", splits_mat=a.nyuv2_splits,
-                                       normals_dir=a.nyuv2_normals)
+            return sources.NYUv2Source(a.nyuv2_mat, "test", splits_mat=a.nyuv2_splits, normals_dir=a.nyuv2_normals)
         if a.dataset == "diode":
             return sources.DIODESource(a.diode_root, "val", domain=a.diode_domain, with_normals=True,
                                        normals_convention=a.diode_normals_convention)
@@ -128,8 +124,7 @@ class Normals(runner.Benchmark):
     def charts(self, entries, refs):
         title = f"{self.args.dataset} normals"
         return {"Angular error": self.chart("chart_errors.png", ["mean", "median"],
-                                            lambda r: [r["pooled"]["mean"],
-                                                       r["pooled"]["median"]], entries, refs,
+                                            lambda r: [r["pooled"]["mean"], r["pooled"]["median"]], entries, refs,
                                             paper=("mean", "median"), ylabel="degrees (pooled)", title=title),
                 "Pixels within a threshold": self.chart(
                     "chart_thresholds.png", ["< 11.25 deg", "< 22.5 deg", "< 30 deg"],

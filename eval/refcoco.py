@@ -122,8 +122,7 @@ class RefCOCO(runner.Benchmark):
             precision = [r["precision"][f"{t:g}"] for t in THRESHOLDS]
             return [r["ciou"], r["giou"]] + [None if p is None else p / 100 for p in precision]
         return {"Scores": self.chart("chart_scores.png", ["cIoU", "gIoU"] + [f"P@{t:g}" for t in THRESHOLDS],
-                                     scores, entries, refs, paper=("ciou",
-                                                                   "giou") + (None,) * len(THRESHOLDS),
+                                     scores, entries, refs, paper=("ciou", "giou") + (None,) * len(THRESHOLDS),
                                      ylabel="fraction", title=f"RefCOCOg {self.args.split}", ylim=(0, 1))}
 
     def references(self):

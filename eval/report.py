@@ -146,9 +146,7 @@ def write_report(out: str | os.PathLike, *, benchmark: str, title: str, models: 
 def bar_chart(path: str | os.PathLike, groups: Sequence[str], series: Mapping[str, Sequence],
               *, ylabel: str, title: str, ylim: tuple[float, float] | None = None) -> pathlib.Path:
     """Grouped bars: one group per entry of `groups`, one bar per series (model), None = gap."""
-    from matplotlib.figure import (
-        Figure,  # no pyplot: no global figure state, no display
-    )
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no display
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

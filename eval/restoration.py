@@ -51,8 +51,7 @@ class Restoration(runner.Benchmark):
     def add_options(d) -> None:
         from tasks.restoration import KINDS
 
-        d.add_argument("--dataset-root", type=pathlib.Path, required=True,
-                       help="folder with input/ and target/")
+        d.add_argument("--dataset-root", type=pathlib.Path, required=True, help="folder with input/ and target/")
         d.add_argument("--inputs", default="input", help="degraded-image sub-folder (default input)")
         d.add_argument("--targets", default="target", help="clean-image sub-folder (default target)")
         d.add_argument("--kind", choices=KINDS, default="derain",
@@ -95,8 +94,7 @@ class Restoration(runner.Benchmark):
         return super().row_title(item, r) + f" dB, SSIM {report.fmt(r['ssim'])}"
 
     def shown(self, entries):
-        return {**entries, "input (no restoration)": {"model": {"kind": "input"},
-                                                      "result": self.floor.result(),
+        return {**entries, "input (no restoration)": {"model": {"kind": "input"}, "result": self.floor.result(),
                                                       "source": "the degraded inputs"}}
 
     def charts(self, entries, refs):

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 
 import tasks as codecs
+from tasks import instance as instance_codec
 from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task, table
-from tasks import instance as instance_codec
 
 TASKS = ("depth", "normals", "semantic", "instance")
 SEED_STREAM = 7  # rng stream of the examples' prompt phrasings (the demo's)
@@ -43,8 +43,7 @@ checkpoint (--workdir): the example's own prompt, decoded by the task codec with
 def write_instances(path, found) -> None:
     rles = instance_codec.to_rle(found.masks) if len(found.masks) else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"size": list(found.masks.shape[1:]),
-                                "scores": [float(s) for s in found.scores],
+    path.write_text(json.dumps({"size": list(found.masks.shape[1:]), "scores": [float(s) for s in found.scores],
                                 "masks": rles}))
 
 
@@ -53,13 +52,11 @@ def read_instances(path):
     masks = [preds.decode_rle(m) for m in data["masks"]]
     shape = tuple(data["size"])
     return instance_codec.Instances(np.array(masks, bool).reshape(len(masks), *shape),
-                                     np.asarray(data["scores"], np.float32), np.zeros((len(masks), 3),
-                                                                                      np.uint8))
+                                     np.asarray(data["scores"], np.float32), np.zeros((len(masks), 3), np.uint8))
 
 
 WRITERS = {"depth": (".npy", preds.write_npy), "normals": (".npy", preds.write_npy),
-           "semantic": (".png", lambda p, lab: preds.write_png(p, np.where(lab < 0, 255,
-                                                                           lab).astype(np.uint8))),
+           "semantic": (".png", lambda p, lab: preds.write_png(p, np.where(lab < 0, 255, lab).astype(np.uint8))),
            "instance": (".json", write_instances)}
 READERS = {"depth": preds.read_depth, "normals": preds.read_normals,
            "semantic": lambda p: np.where((lab := preds.read_label_map(p).astype(np.int32)) == 255, -1, lab),
@@ -91,8 +88,7 @@ class Synthetic(runner.Benchmark):
     @staticmethod
     def add_options(d) -> None:
         d.add_argument("--task", required=True, choices=TASKS)
-        d.add_argument("--num-scenes", "--num_scenes", type=int, default=64,
-                       help="scenes scored (default 64)")
+        d.add_argument("--num-scenes", "--num_scenes", type=int, default=64, help="scenes scored (default 64)")
         d.add_argument("--split", default="test", help="scene split (default test: never trained on)")
         d.add_argument("--resolution", type=int, default=32, help="scene size in pixels (default 32)")
         d.add_argument("--scene-seed", type=int, default=0, help="the scene source's seed (default 0)")
@@ -136,8 +132,7 @@ class Synthetic(runner.Benchmark):
             return (decoded.masks, spec["target"]) if self.task == "instance" else decoded
         if self.task != "instance":
             return record[self.task]
-        masks, names = np.asarray(record["instance_masks"], bool), np.asarray(record["instance_classes"],
-                                                                              object)
+        masks, names = np.asarray(record["instance_masks"], bool), np.asarray(record["instance_classes"], object)
         keep = (names == spec["target"]) & (masks.sum((1, 2)) >= 4)  # the builder's min_pixels
         return masks[keep], spec["target"]
 
@@ -151,8 +146,7 @@ class Synthetic(runner.Benchmark):
     def read(self, model, item, gt):
         path = self.readers[model.name].path(item.key)
         pred = READERS[self.task](path)
-        return pred if self.task == "instance" else preds.to_size(pred, self.gt_size(gt), "nearest",
-                                                                  str(path))
+        return pred if self.task == "instance" else preds.to_size(pred, self.gt_size(gt), "nearest", str(path))
 
     def evaluator(self, model):
         return for_task(self.task)
@@ -185,15 +179,13 @@ class Synthetic(runner.Benchmark):
 
     def charts(self, entries, refs):
         keys = [m.key for m in table.headline(self.task) + table.extra(self.task)]
-        return {"Metrics": self.chart("chart_metrics.png", keys,
-                                      lambda r: [r["metrics_table"].get(k) for k in keys],
+        return {"Metrics": self.chart("chart_metrics.png", keys, lambda r: [r["metrics_table"].get(k) for k in keys],
                                       entries, ylabel="value", title=f"synthetic {self.task}")}
 
     def dataset(self):
         a = self.args
         return f"synthetic scenes, {a.split} split, seed {a.scene_seed}, {a.resolution} px", \
-            {"split": a.split, "scene_seed": a.scene_seed, "resolution": a.resolution,
-             "num_scenes": len(self.indices)}
+            {"split": a.split, "scene_seed": a.scene_seed, "resolution": a.resolution, "num_scenes": len(self.indices)}
 
     def protocol(self, entries):
         return [f"Protocol ({m.label}): {m.protocol}" for m in table.headline(self.task)] + \

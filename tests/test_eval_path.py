@@ -83,8 +83,7 @@ def test_unused_prediction_files_are_listed_for_every_benchmark(tmp_path):
         for folder in ("ds/input", "ds/target", "pred"):
             cv2.imwrite(str(tmp_path / folder / f"{name}.png"), image)
     cv2.imwrite(str(tmp_path / "pred" / "stray.png"), image)
-    entries = restoration.main(["--dataset-root", str(tmp_path / "ds"), "--predictions",
-                                str(tmp_path / "pred"),
+    entries = restoration.main(["--dataset-root", str(tmp_path / "ds"), "--predictions", str(tmp_path / "pred"),
                                 "--out", str(tmp_path / "out"), "--worst", "0", "--no-progress"])
     assert entries["pred"]["unused_files"] == ["stray"]
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -118,5 +117,4 @@ def test_decoded_evaluator_and_benchmark_runner_agree(tiny_workdir, tmp_path, ta
                               [{"spec": synthetic.decode_spec(task, e)} for e in examples])
     ctx = evaluators.EvalContext(0, tmp_path, predictor, None, [held], True)
     from_trainer = dict(evaluators.Decoded({"skip_tasks": ()}, None, None, None).run(ctx))
-    assert from_trainer == pytest.approx({f"{task}/{k}": v for k, v in from_runner.items()}, rel=1e-6,
-                                         abs=1e-9)
+    assert from_trainer == pytest.approx({f"{task}/{k}": v for k, v in from_runner.items()}, rel=1e-6, abs=1e-9)

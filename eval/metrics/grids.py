@@ -18,8 +18,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _LINE = 18  # pixels per text line at scale 0.5
 
 
-def _text_block(lines: Sequence[str], width: int, height: int | None = None,
-                scale: float = 0.5) -> np.ndarray:
+def _text_block(lines: Sequence[str], width: int, height: int | None = None, scale: float = 0.5) -> np.ndarray:
     """uint8 (height, width, 3) white block with black text lines, wrapped to `width`; height
     None: as tall as the wrapped lines need."""
     wrapped = _wrap(lines, width, scale)
@@ -74,8 +73,7 @@ def image_grid(path: str | os.PathLike, rows: Sequence[Sequence[np.ndarray]], *,
     gap = 6
     has_labels = bool(row_titles)
     total_width = label_width * has_labels + sum(widths) + gap * ncols
-    header = [_text_block([title], total_width, max(28, 22 * len(_wrap([title], total_width, 0.6)) + 6),
-                          0.6)] \
+    header = [_text_block([title], total_width, max(28, 22 * len(_wrap([title], total_width, 0.6)) + 6), 0.6)] \
         if title else []
     title_rows = max([len(_wrap([t], w, 0.5)) for t, w in zip(col_titles, widths, strict=True)] or [1])
     head = 24 if title_rows == 1 else _LINE * title_rows + 8

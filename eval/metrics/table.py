@@ -74,8 +74,7 @@ _ALL = [
     _m("ciou", "referring", "ciou", "cIoU", "", True, _REFERRING),
     _m("giou", "referring", "giou", "gIoU", "", True, "mean per-expression IoU"),
     _m("dice", "binary", "all.dice", "Dice", "%", True, "mean per-case Dice", 2),
-    _m("hd95", "binary", "all.hd95", "HD95", "px", False, "mean per-case 95th-percentile Hausdorff (MedPy)",
-       2),
+    _m("hd95", "binary", "all.hd95", "HD95", "px", False, "mean per-case 95th-percentile Hausdorff (MedPy)", 2),
     _m("psnr_db", "restoration", "psnr", "PSNR", "dB", True, "RGB, data range 255, mean over images", 2),
     _m("ssim", "restoration", "ssim", "SSIM", "", True, "RGB, 11x11 Gaussian window, mean over images", 4),
 ]
