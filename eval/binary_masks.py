@@ -109,8 +109,9 @@ class BinaryMasks(runner.Benchmark):
         return f"{item.key}\nDice {report.fmt(r['dice'], 1)}, HD95 {report.fmt(r['hd95'], 1)}"
 
     def report_columns(self):
-        return [report.Column(f"{p}.{m}", f"{p} {label}", 2) for p in self.parts()
-                for m, label in (("dice", "Dice %"), ("hd95", "HD95 px"))] + [report.Column("all.num_cases", "cases", 0)]
+        columns = [report.Column(f"{p}.{m}", f"{p} {label}", 2) for p in self.parts()
+                   for m, label in (("dice", "Dice %"), ("hd95", "HD95 px"))]
+        return columns + [report.Column("all.num_cases", "cases", 0)]
 
     def parts(self):
         return ["all"] + (["easy", "hard"] if self.groups else [])

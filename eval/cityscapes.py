@@ -26,7 +26,7 @@ from eval import predictions as preds
 from eval.metrics import cityscapes_labels as cl
 from eval.metrics import for_task
 from eval.metrics.cityscapes import image_stats
-from eval.metrics.cityscapes_files import PredictionFiles, find_predictions, load_color_map, official_color_map, to_label_ids
+from eval.metrics import cityscapes_files as files
 from eval.references import references_for
 
 FORMATS = ("auto", "label", "train", "color")
@@ -123,20 +123,20 @@ class Cityscapes(runner.Benchmark):
     def open_predictions(self, model, path):
         gts = [self.source.labels.describe(ground_truth_members(self.source, i)[1]) for i in self.indices]
         try:
-            found = find_predictions(gts, path)
+            found = files.find_predictions(gts, path)
         except FileNotFoundError as e:
             raise preds.MissingPredictionError(f"model {model.name!r}: {e}") from None
         cmap = self.option("color_map", model)
-        self.color_maps[model.name] = load_color_map(cmap) if cmap else official_color_map()
-        return PredictionFiles(path, dict(zip(self.indices, found, strict=True)))
+        self.color_maps[model.name] = files.load_color_map(cmap) if cmap else files.official_color_map()
+        return files.PredictionFiles(path, dict(zip(self.indices, found, strict=True)))
 
     def evaluator(self, model):
         return for_task("semantic", protocol="cityscapes")
 
     def read(self, model, item, gt):
         path = self.readers[model.name].path(item.index)
-        pred = to_label_ids(preds.read_image(path), self.option("pred_format", model), self.color_maps[model.name],
-                            self.args.color_max_distance, str(path))
+        pred = files.to_label_ids(preds.read_image(path), self.option("pred_format", model),
+                                  self.color_maps[model.name], self.args.color_max_distance, str(path))
         return preds.to_size(pred, gt[0].shape, "nearest", str(path))
 
     def measure(self, model, item, gt):

@@ -46,7 +46,8 @@ class COCOInstances(runner.Benchmark):
     grid_title, grid_columns = "COCO: lowest instance recall ({name})", \
         ("input", f"{{name}} (score >= {SCORE_SHOWN})", "ground truth")
     benchmark, title, limit_unit = "coco_instances", "COCO instance segmentation (mask AP)", "images by id"
-    dataset_text, dataset_info, reference_key = "{args.coco_annotations}", {"annotations": "coco_annotations"}, benchmark
+    dataset_text, dataset_info = "{args.coco_annotations}", {"annotations": "coco_annotations"}
+    reference_key = benchmark
     protocol_text = "Protocol: pycocotools COCOeval, iouType segm, RLE masks with scores; scored images only"
     columns = [report.Column(s, s) for s in STATS + ["AR100"]] + [report.Column("num_detections", "detections", 0)]
 
@@ -73,7 +74,8 @@ class COCOInstances(runner.Benchmark):
 
     def items_of_jobs(self, i, record):
         """One instance prompt per (image, category) of the annotations."""
-        return [runner.Item(f"{record['meta']['id']}/{c}", i, {"category": name}) for c, name in self.categories.items()]
+        return [runner.Item(f"{record['meta']['id']}/{c}", i, {"category": name})
+                for c, name in self.categories.items()]
 
     def job(self, item, record, n):
         from tasks import instance
