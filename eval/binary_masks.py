@@ -40,7 +40,7 @@ checkpoint (--workdir): "generate a binary mask of the <--target>" prompts, deco
 
 class BinaryMasks(runner.Benchmark):
     module, task, extensions, truth_key = "eval.binary_masks", "binary", IMAGE_EXTENSIONS, "mask"
-    write_as, read_as = (".png", preds.write_mask), preds.read_mask
+    write_as, read_as, index_records = (".png", preds.write_mask), preds.read_mask, False
     worst_caption, worst_key, grid_title = "Worst cases", "dice", "Binary masks: lowest Dice ({name})"
     benchmark, title, unit = "binary_masks", "Binary segmentation: {source.dataset}", "cases"
     limit_unit, count_key, reference_key = "cases", "num_cases", "binary_masks"

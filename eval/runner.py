@@ -66,6 +66,7 @@ class Benchmark:
     checkpoint_options: dict = {}    # per-model option values of our checkpoint's own folder
     worst_caption = "Worst images"
     ensemble: int | None = None      # forced --ensemble of the checkpoint path (None: the flag)
+    index_records = True             # per-item records get "index" (their dataset record)
 
     def __init__(self, parser: argparse.ArgumentParser, args: argparse.Namespace):
         self.parser, self.args, self.out = parser, args, args.out
@@ -338,7 +339,8 @@ def score(bench: Benchmark, models: list[cli.Model], indices: Sequence[int]):
             for item, gt, measured in per_record:
                 for model, value in zip(models, measured, strict=True):
                     rec = bench.accumulate(evaluators[model.name], item, value, gt)
-                    rec.setdefault("index", item.index)
+                    if bench.index_records:  # the record is the evaluator's own: results.json shows it
+                        rec.setdefault("index", item.index)
                     records[model.name].append((item, rec))
     return evaluators, records
 
