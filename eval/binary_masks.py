@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -134,8 +133,7 @@ class BinaryMasks(runner.Benchmark):
         return {"strata": self.info}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(BinaryMasks, __doc__, EPILOG, argv)
+main = runner.main_of(BinaryMasks, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,10 +22,10 @@ from data_mix.sources.cityscapes import CLASSES, CityscapesSource, semantic_to_l
 from data_mix.sources.images import decode_gray, decode_rgb
 from eval import cli, report, runner
 from eval import predictions as preds
+from eval.metrics import cityscapes_files as files
 from eval.metrics import cityscapes_labels as cl
 from eval.metrics import for_task
 from eval.metrics.cityscapes import image_stats
-from eval.metrics import cityscapes_files as files
 from eval.references import references_for
 
 FORMATS = ("auto", "label", "train", "color")
@@ -176,8 +175,7 @@ class Cityscapes(runner.Benchmark):
         return references_for("cityscapes") if self.args.split == "val" else []
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(Cityscapes, __doc__, EPILOG, argv)
+main = runner.main_of(Cityscapes, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

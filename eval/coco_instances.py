@@ -12,7 +12,6 @@ input / detections with score >= 0.5 / ground truth, each instance in its own co
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -148,8 +147,7 @@ class COCOInstances(runner.Benchmark):
 
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(COCOInstances, __doc__, EPILOG, argv)
+main = runner.main_of(COCOInstances, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ truth in the rainbow depth colors / AbsRel error).
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -154,8 +153,7 @@ class Depth(runner.Benchmark):
         return {"metrics": list(METRICS)}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(Depth, __doc__, EPILOG, argv)
+main = runner.main_of(Depth, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ ground truth in the Vision Banana normal colors / angular error).
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -142,8 +141,7 @@ class Normals(runner.Benchmark):
                 "Prediction conventions: " + ", ".join(f"{k}: {e['convention']}" for k, e in entries.items())]
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(Normals, __doc__, EPILOG, argv)
+main = runner.main_of(Normals, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ OUT/worst_<model>.png (lowest IoU: input / prediction / ground truth, with the e
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -129,8 +128,7 @@ class RefCOCO(runner.Benchmark):
         return references_for("refcocog_umd_val") if self.args.split == "val" else []
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(RefCOCO, __doc__, EPILOG, argv)
+main = runner.main_of(RefCOCO, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

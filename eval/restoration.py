@@ -14,7 +14,6 @@ restored / target).
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -108,8 +107,7 @@ class Restoration(runner.Benchmark):
 
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(Restoration, __doc__, EPILOG, argv)
+main = runner.main_of(Restoration, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

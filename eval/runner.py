@@ -345,6 +345,15 @@ def score(bench: Benchmark, models: list[cli.Model], indices: Sequence[int]):
     return evaluators, records
 
 
+def main_of(benchmark: type[Benchmark], doc: str, epilog: str):
+    """The `main(argv=None) -> {name: entry}` of a benchmark module (tests call it in-process;
+    `python -m` runs it through `cli.run`)."""
+    def main(argv: Sequence[str] | None = None) -> dict:
+        return run(benchmark, doc, epilog, argv)
+    main.__doc__ = f"Runs {benchmark.module} (see its module docstring); returns {{model name: entry}}."
+    return main
+
+
 def run(benchmark: type[Benchmark], doc: str, epilog: str, argv: Sequence[str] | None = None) -> dict:
     """Parses `argv`, scores every model and writes the report; returns {name: entry}."""
     parser = cli.make_parser(benchmark.module, doc.split("\n\n")[0], epilog)

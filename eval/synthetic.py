@@ -15,15 +15,14 @@ OUT/results.json, OUT/report.md, OUT/chart_metrics.png and OUT/worst_<model>.png
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import numpy as np
 
 import tasks as codecs
-from tasks import instance as instance_codec
 from eval import cli, report, runner
 from eval import predictions as preds
 from eval.metrics import for_task, table
+from tasks import instance as instance_codec
 
 TASKS = ("depth", "normals", "semantic", "instance")
 SEED_STREAM = 7  # rng stream of the examples' prompt phrasings (the demo's)
@@ -192,8 +191,7 @@ class Synthetic(runner.Benchmark):
             [f"Ground truth: {'the renderer' if self.args.truth == 'renderer' else 'the decoded target image'}"]
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.run(Synthetic, __doc__, EPILOG, argv)
+main = runner.main_of(Synthetic, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import pathlib
 from collections.abc import Mapping
+
 import numpy as np
 
 from eval.metrics import grids, jsonio, table
