@@ -87,7 +87,7 @@ class Synthetic(runner.Benchmark):
     @staticmethod
     def add_options(d) -> None:
         d.add_argument("--task", required=True, choices=TASKS)
-        d.add_argument("--num-scenes", "--num_scenes", type=int, default=64, help="scenes scored (default 64)")
+        d.add_argument("--num-scenes", type=int, default=64, help="scenes scored (default 64)")
         d.add_argument("--split", default="test", help="scene split (default test: never trained on)")
         d.add_argument("--resolution", type=int, default=32, help="scene size in pixels (default 32)")
         d.add_argument("--scene-seed", type=int, default=0, help="the scene source's seed (default 0)")
