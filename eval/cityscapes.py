@@ -13,22 +13,19 @@ truth, in the official colors).
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
 import os
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from data_mix.sources.cityscapes import CLASSES, CityscapesSource, semantic_to_label_ids
 from data_mix.sources.images import decode_gray, decode_rgb
-from eval import cli, report
+from eval import cli, report, runner
 from eval import predictions as preds
+from eval.metrics import cityscapes_files as files
 from eval.metrics import cityscapes_labels as cl
-from eval.metrics.cityscapes import CityscapesEvaluator, image_stats
-from eval.metrics.cityscapes_files import check_label_ids, find_predictions
+from eval.metrics import for_task
+from eval.metrics.cityscapes import image_stats
 from eval.references import references_for
 
 FORMATS = ("auto", "label", "train", "color")
@@ -52,69 +49,6 @@ checkpoint (--workdir): one prompt per image mapping the 19 class names to seman
 """
 
 
-def official_color_map() -> tuple[np.ndarray, np.ndarray]:
-    """(colors uint8 (K, 3), label ids (K,)): the official colors, each color's lowest label id
-    (black -> unlabeled, the pole/polegroup gray -> pole)."""
-    colors, ids = [], []
-    for label_id in range(cl.NUM_LABEL_IDS):
-        c = tuple(int(v) for v in cl.COLORS_BY_LABEL_ID[label_id])
-        if c not in colors:
-            colors.append(c)
-            ids.append(label_id)
-    return np.array(colors, np.uint8), np.array(ids, np.uint8)
-
-
-def load_color_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(colors uint8 (K, 3), label ids (K,)) from a JSON {label name or id: color} file."""
-    from tasks import colors as colorlib
-
-    path = pathlib.Path(path)
-    try:
-        mapping = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--color-map file {path} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--color-map {path}: not valid JSON: {e}") from None
-    if not isinstance(mapping, dict) or not mapping:
-        raise ValueError(f"--color-map {path}: expected a JSON object {{class name: [r, g, b]}}")
-    by_name = {lab.name.lower(): lab.id for lab in cl.LABELS if lab.id >= 0}
-    colors, ids = [], []
-    for key, value in mapping.items():
-        k = str(key).strip().lower()
-        label_id = int(k) if k.isdigit() else by_name.get(k)
-        if label_id is None or not 0 <= label_id < cl.NUM_LABEL_IDS:
-            raise ValueError(f"--color-map {path}: key {key!r} is no Cityscapes label name or id "
-                             f"(e.g. 'road', 'traffic sign', '26')")
-        try:
-            rgb = colorlib.parse_color(value) if isinstance(value, str) else colorlib.as_rgb(value)
-        except ValueError as e:
-            raise ValueError(f"--color-map {path}: {key!r}: {e}") from None
-        colors.append(rgb)
-        ids.append(label_id)
-    return np.array(colors, np.uint8), np.array(ids, np.uint8)
-
-
-def to_label_ids(pred: np.ndarray, fmt: str, color_map, max_distance: float, name: str) -> np.ndarray:
-    """A prediction image -> label ids (H, W) for the evaluator (see the --help epilog)."""
-    from tasks import semantic
-
-    check_label_ids(pred, fmt, name)  # out-of-range ids, trainIds / id maps under `auto`
-    if fmt == "auto":
-        fmt = "color" if pred.ndim == 3 else "label"
-    if fmt == "color":
-        if pred.ndim != 3:
-            raise ValueError(f"{name}: --pred-format color needs an RGB PNG, got shape {pred.shape}")
-        colors, ids = color_map
-        index = semantic.nearest_color(pred, colors, max_distance)
-        return np.where(index >= 0, ids[np.maximum(index, 0)], 0).astype(np.uint8)
-    if pred.ndim != 2:
-        raise ValueError(f"{name}: --pred-format {fmt} needs a single-channel PNG, got shape "
-                         f"{pred.shape} (RGB predictions: --pred-format color)")
-    if fmt == "train":
-        return cl.TRAIN_TO_LABEL_LUT[np.where(pred > 255, 255, pred).astype(np.uint8)]
-    return pred
-
-
 def ground_truth_members(source: CityscapesSource, i: int) -> tuple[str, str, str]:
     """(image, labelIds, instanceIds) member paths of record i (the layout in the source docs)."""
     stem = source.stems[i]  # leftImg8bit/{split}/{city}/{city}_{seq}_{frame}
@@ -122,145 +56,126 @@ def ground_truth_members(source: CityscapesSource, i: int) -> tuple[str, str, st
     return stem + "_leftImg8bit.png", gt + "_gtFine_labelIds.png", gt + "_gtFine_instanceIds.png"
 
 
-def _score_one(source, i, pred_path, fmt, color_map, max_distance):
-    _, label_rel, inst_rel = ground_truth_members(source, i)
-    gt = decode_gray(source.labels.read(label_rel), source.labels.describe(label_rel), (np.uint8,))
-    inst = decode_gray(source.labels.read(inst_rel), source.labels.describe(inst_rel))
-    pred = to_label_ids(preds.read_image(pred_path), fmt, color_map, max_distance, str(pred_path))
-    pred = preds.to_size(pred, gt.shape, "nearest", str(pred_path))
-    stats = image_stats(pred, gt, inst, name=str(pred_path))
-    single = CityscapesEvaluator()
-    single.add_stats(stats)
-    return stats, single.result()["miou"]
+class Cityscapes(runner.Benchmark):
+    module, task, per_model_options = "eval.cityscapes", "semantic", ("pred_format", "color_map")
+    checkpoint_options = {"pred_format": "label", "color_map": None}  # written by us as labelId PNGs
+    worst_key, worst_label, grid_title = "miou", "mIoU", "Cityscapes: lowest per-image mIoU ({name})"
+    benchmark, title = "cityscapes", "Cityscapes {args.split}: semantic segmentation (19 classes)"
+    limit_unit, dataset_text = "images", "{args.cityscapes_root}"
+    dataset_info = {"root": "cityscapes_root", "split": "split"}
+    protocol_text = ("Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
+                     "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)")
+    columns = [report.Column("miou", "mIoU"), report.Column("category_miou", "category mIoU"),
+               report.Column("miiou", "iIoU"), report.Column("category_miiou", "category iIoU")]
 
+    @staticmethod
+    def add_options(d) -> None:
+        d.add_argument("--cityscapes-root", type=pathlib.Path, required=True,
+                       help="folder with leftImg8bit/ + gtFine/ or the official zips")
+        d.add_argument("--split", default="val", choices=("train", "val"))
+        d.add_argument("--pred-format", action=cli.PerModel, choices=FORMATS, default="auto",
+                       metavar="[NAME=]FORMAT", help=f"what prediction PNGs hold: {', '.join(FORMATS)}")
+        d.add_argument("--color-map", action=cli.PerModel, type=pathlib.Path, default=None,
+                       metavar="[NAME=]FILE", help="JSON color map of color predictions")
+        d.add_argument("--color-max-distance", type=float, default=96.0,
+                       help="RGB distance beyond which a color pixel is unlabeled (default 96)")
+        d.add_argument("--threads", type=int, help="scoring threads (default: all cores)")
 
-def score_folder(source: CityscapesSource, indices: Sequence[int], folder: pathlib.Path, *,
-                 fmt: str = "auto", color_map=None, max_distance: float = 96.0, threads: int | None = None,
-                 progress: bool = True, what: str = "") -> tuple[dict, list[dict]]:
-    """Scores a predictions folder on records `indices`: (evaluator result, per-image mIoU)."""
-    gts = [source.labels.describe(ground_truth_members(source, i)[1]) for i in indices]
-    try:
-        paths = find_predictions(gts, folder)
-    except FileNotFoundError as e:
-        raise preds.MissingPredictionError(f"{what or folder}: {e}") from None
-    color_map = official_color_map() if color_map is None else color_map
-    evaluator = CityscapesEvaluator()
-    per_image = []
-    threads = threads or len(os.sched_getaffinity(0))
-    with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
-        jobs = pool.map(lambda ip: _score_one(source, ip[0], ip[1], fmt, color_map, max_distance),
-                        zip(indices, paths, strict=True))
-        bar = tqdm(jobs, total=len(paths), desc=f"score {what}", unit="img", disable=not progress)
-        for i, path, (stats, miou) in zip(indices, paths, bar, strict=True):
-            evaluator.add_stats(stats)
-            per_image.append({"id": pathlib.PurePosixPath(source.stems[i]).name, "index": i,
-                              "prediction": str(path), "miou": miou})
-    return evaluator.result(), per_image
+    def open(self):
+        self.color_maps = {}
+        return CityscapesSource(self.args.cityscapes_root, self.args.split, with_instances=False)
 
+    def threads(self):
+        return self.args.threads or len(os.sched_getaffinity(0))
 
-def predict_folder(args, source: CityscapesSource, indices: Sequence[int], folder: pathlib.Path) -> dict:
-    """Our checkpoint's predictions as labelId PNGs under `folder`; returns how they were made."""
-    from eval import from_checkpoint
-    from tasks import semantic
+    def load(self, i):
+        """(labelIds uint8 (H, W), instanceIds (H, W)) of record i, without decoding the image."""
+        _, label_rel, inst_rel = ground_truth_members(self.source, i)
+        labels = self.source.labels
+        return (decode_gray(labels.read(label_rel), labels.describe(label_rel), (np.uint8,)),
+                decode_gray(labels.read(inst_rel), labels.describe(inst_rel)))
 
-    colors = semantic.palette(len(CLASSES))
-    spec = {"colors": colors, "background": semantic.BLACK, "classes": list(CLASSES)}
+    def items(self, i, record):
+        stem = pathlib.PurePosixPath(self.source.stems[i])  # leftImg8bit/{split}/{city}/{name}
+        return [runner.Item(stem.name, i, {"job_key": f"{stem.parent.name}/{stem.name}"})]
 
-    def jobs():
-        for i in indices:
-            prompt = semantic.render_prompt(np.random.default_rng(args.seed + i), CLASSES, colors,
-                                            state_background=True, layout="json")
-            stem = pathlib.PurePosixPath(source.stems[i])  # leftImg8bit/{split}/{city}/{name}
-            yield from_checkpoint.Job(f"{stem.parent.name}/{stem.name}", source[i]["image"], prompt, spec)
+    def truth(self, item, record):
+        return record
 
-    def write(job, labels):
+    def job(self, item, record, n):
+        from tasks import semantic
+
+        colors = semantic.palette(len(CLASSES))
+        prompt = semantic.render_prompt(np.random.default_rng(self.args.seed + n), CLASSES, colors,
+                                        state_background=True, layout="json")
+        return prompt, {"colors": colors, "background": semantic.BLACK, "classes": list(CLASSES)}
+
+    def write(self, folder, job, labels):
         preds.write_png(folder / f"{job.key}_pred_labelIds.png", semantic_to_label_ids(labels))
 
-    made = from_checkpoint.predict_into(args, jobs(), "semantic", write, total=len(indices))
-    return {**made, "palette": colors.tolist(), "classes": list(CLASSES)}
+    def predict(self, folder, indices):
+        from tasks import semantic
+
+        made = super().predict(folder, indices)
+        return {**made, "palette": semantic.palette(len(CLASSES)).tolist(), "classes": list(CLASSES)}
+
+    def open_predictions(self, model, path):
+        gts = [self.source.labels.describe(ground_truth_members(self.source, i)[1]) for i in self.indices]
+        try:
+            found = files.find_predictions(gts, path)
+        except FileNotFoundError as e:
+            raise preds.MissingPredictionError(f"model {model.name!r}: {e}") from None
+        cmap = self.option("color_map", model)
+        self.color_maps[model.name] = files.load_color_map(cmap) if cmap else files.official_color_map()
+        return files.PredictionFiles(path, dict(zip(self.indices, found, strict=True)))
+
+    def evaluator(self, model):
+        return for_task("semantic", protocol="cityscapes")
+
+    def read(self, model, item, gt):
+        path = self.readers[model.name].path(item.index)
+        pred = files.to_label_ids(preds.read_image(path), self.option("pred_format", model),
+                                  self.color_maps[model.name], self.args.color_max_distance, str(path))
+        return preds.to_size(pred, gt[0].shape, "nearest", str(path))
+
+    def measure(self, model, item, gt):
+        path = self.readers[model.name].path(item.index)
+        return image_stats(self.read(model, item, gt), gt[0], gt[1], name=str(path)), path
+
+    def accumulate(self, ev, item, measured, gt):
+        (stats, path), single = measured, for_task("semantic", protocol="cityscapes")
+        ev.add_stats(stats)
+        single.add_stats(stats)
+        return {"id": item.key, "index": item.index, "prediction": str(path), "miou": single.result()["miou"]}
+
+    def entry(self, model):
+        fmt, cmap = self.option("pred_format", model), self.option("color_map", model)
+        return {**super().entry(model), "color_map": str(cmap) if cmap else ("official" if fmt in ("auto", "color")
+                                                                            else None),
+                "per_image": [r for _, r in self.records[model.name]]}
+
+    def panels(self, model, item, r, record, gt, pred):
+        image_rel = ground_truth_members(self.source, item.index)[0]
+        image = decode_rgb(self.source.images.read(image_rel), self.source.images.describe(image_rel))
+        return [image, report.colorize(pred, cl.COLORS_BY_LABEL_ID), report.colorize(gt[0], cl.COLORS_BY_LABEL_ID)]
+
+    def charts(self, entries, refs):
+        return {"Per-class IoU": self.chart("chart_class_iou.png", cl.EVAL_NAMES,
+                                            lambda r: [r["classes"][c] for c in cl.EVAL_NAMES], entries,
+                                            ylabel="IoU", title=f"Cityscapes {self.args.split}: per-class IoU",
+                                            ylim=(0, 1))}
+
+    def sections(self, entries):
+        results = [e["result"] for e in entries.values()]
+        rows = {"class": [[c] + [report.fmt(r["classes"][c]) for r in results] for c in cl.EVAL_NAMES],
+                "category": [[c] + [report.fmt(r["categories"][c]) for r in results] for c in results[0]["categories"]]}
+        return [f"## Per-{k} IoU\n\n" + report.markdown_table([k] + list(entries), v) for k, v in rows.items()]
+
+    def references(self):
+        return references_for("cityscapes") if self.args.split == "val" else []
 
 
-def _worst_grid(out, name, source, per_image, fmt, color_map, max_distance, k) -> pathlib.Path:
-    worst = sorted(per_image, key=lambda r: (r["miou"] if r["miou"] is not None else 2.0, r["id"]))[:k]
-    rows, titles = [], []
-    for r in worst:
-        image_rel, label_rel, _ = ground_truth_members(source, r["index"])
-        image = decode_rgb(source.images.read(image_rel), source.images.describe(image_rel))
-        gt = decode_gray(source.labels.read(label_rel), source.labels.describe(label_rel), (np.uint8,))
-        pred = to_label_ids(preds.read_image(r["prediction"]), fmt, color_map, max_distance, r["prediction"])
-        pred = preds.to_size(pred, gt.shape, "nearest", r["prediction"])
-        colors = cl.COLORS_BY_LABEL_ID
-        rows.append([report.thumbnail(p) for p in (image, report.colorize(pred, colors),
-                                                   report.colorize(gt, colors))])
-        titles.append(f"{r['id']}\nmIoU {report.fmt(r['miou'])}")
-    return report.image_grid(out / f"worst_{name}.png", rows, col_titles=["input", f"{name}", "ground truth"],
-                             row_titles=titles, title=f"Cityscapes: lowest per-image mIoU ({name})")
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = cli.make_parser("eval.cityscapes", __doc__.split("\n\n")[0], EPILOG)
-    d = parser.add_argument_group("dataset")
-    d.add_argument("--cityscapes-root", type=pathlib.Path, required=True,
-                   help="folder with leftImg8bit/ + gtFine/ or the official zips")
-    d.add_argument("--split", default="val", choices=("train", "val"))
-    d.add_argument("--pred-format", action=cli.PerModel, choices=FORMATS, default="auto",
-                   metavar="[NAME=]FORMAT", help=f"what prediction PNGs hold: {', '.join(FORMATS)}")
-    d.add_argument("--color-map", action=cli.PerModel, type=pathlib.Path, default=None,
-                   metavar="[NAME=]FILE", help="JSON color map of color predictions")
-    d.add_argument("--color-max-distance", type=float, default=96.0,
-                   help="RGB distance beyond which a color pixel is unlabeled (default 96)")
-    d.add_argument("--threads", type=int, help="scoring threads (default: all cores)")
-    args = parser.parse_args(argv)
-    models = cli.models_from_args(parser, args, ("pred_format", "color_map"))
-    source = CityscapesSource(args.cityscapes_root, args.split, with_instances=False)
-    indices = cli.limit_indices(len(source), args.limit)
-    out = args.out
-    entries, per_images, settings = {}, {}, {}
-    for model in models:
-        fmt = cli.per_model(args, "pred_format", model.name)
-        cmap_path = cli.per_model(args, "color_map", model.name)
-        entry = {"model": model.to_json()}
-        folder = cli.prediction_path(args, model, entry,
-                                  lambda folder: predict_folder(args, source, indices, folder))
-        if model.kind == "checkpoint":  # written by us as labelId PNGs
-            fmt, cmap_path = "label", None
-        color_map = load_color_map(cmap_path) if cmap_path else official_color_map()
-        result, per_image = score_folder(source, indices, folder, fmt=fmt, color_map=color_map,
-                                         max_distance=args.color_max_distance, threads=args.threads,
-                                         progress=not args.no_progress, what=f"model {model.name!r}")
-        official = "official" if fmt in ("auto", "color") else None
-        entry.update(predictions=str(folder), pred_format=fmt,
-                     color_map=str(cmap_path) if cmap_path else official, result=result, per_image=per_image)
-        entries[model.name] = entry
-        per_images[model.name] = per_image
-        settings[model.name] = (fmt, color_map)
-    figures = {"Per-class IoU": report.bar_chart(
-        out / "chart_class_iou.png", cl.EVAL_NAMES,
-        {n: [e["result"]["classes"][c] for c in cl.EVAL_NAMES] for n, e in entries.items()},
-        ylabel="IoU", title=f"Cityscapes {args.split}: per-class IoU", ylim=(0, 1))}
-    if args.worst > 0:
-        for name in entries:
-            fmt, cmap = settings[name]
-            figures[f"Worst images: {name}"] = _worst_grid(out, name, source, per_images[name], fmt, cmap,
-                                                           args.color_max_distance, args.worst)
-    results = [e["result"] for e in entries.values()]
-    class_rows = [[c] + [report.fmt(r["classes"][c]) for r in results] for c in cl.EVAL_NAMES]
-    cat_rows = [[c] + [report.fmt(r["categories"][c]) for r in results] for c in results[0]["categories"]]
-    limit = f"; first {len(indices)} of {len(source)} images (--limit)" if args.limit else ""
-    report.write_report(
-        out, benchmark="cityscapes", title=f"Cityscapes {args.split}: semantic segmentation (19 classes)",
-        models=entries, references=references_for("cityscapes") if args.split == "val" else [],
-        columns=[report.Column("miou", "mIoU"), report.Column("category_miou", "category mIoU"),
-                 report.Column("miiou", "iIoU"), report.Column("category_miiou", "category iIoU")],
-        intro=[f"Dataset: {args.cityscapes_root} ({len(indices)} images{limit})",
-               "Protocol: cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling (labelIds; IoU = TP / "
-               "(TP + FP + FN), FP excluding ignored ground truth; means skip undefined classes)"],
-        sections=["## Per-class IoU\n\n" + report.markdown_table(["class"] + list(entries), class_rows),
-                  "## Per-category IoU\n\n" + report.markdown_table(["category"] + list(entries), cat_rows)],
-        figures=figures,
-        extra={"dataset": {"root": str(args.cityscapes_root), "split": args.split, "num_images": len(indices),
-                           "num_available": len(source)}, "run": cli.run_info(args, argv)})
-    return entries
+main = runner.main_of(Cityscapes, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

@@ -382,3 +382,29 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> pathlib.Path:
     path = _mkdir(path)
     np.save(path, np.asarray(array, np.float32))
     return path
+
+
+class MaskPredictions:
+    """Masks by key from a folder of PNGs or a JSON file of RLEs."""
+
+    def __init__(self, path: pathlib.Path, what: str):
+        self.path, self.what = pathlib.Path(path), what
+        if self.path.is_file():
+            self.rles, self.folder = read_rle_json(self.path), None
+        else:
+            self.rles, self.folder = None, PredictionFolder(self.path, (".png",), what)
+        self._used: set[str] = set()
+
+    def mask(self, key: str) -> np.ndarray:
+        if self.folder is not None:
+            return read_mask(self.folder.path(key))
+        if key not in self.rles:
+            near = [k for k in self.rles if k.split("_")[0] == key.split("_")[0]][:3]
+            raise MissingPredictionError(
+                f"{self.what}: no prediction for {key!r}: expected key {key!r} in {self.path}"
+                + (f" (found {', '.join(near)})" if near else f" ({len(self.rles)} keys present)"))
+        self._used.add(key)
+        return decode_rle(self.rles[key])
+
+    def unused(self) -> list[str]:
+        return self.folder.unused() if self.folder is not None else sorted(set(self.rles) - self._used)

@@ -13,13 +13,12 @@ OUT/worst_<model>.png (lowest IoU: input / prediction / ground truth, with the e
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
-from eval import cli, report
+from eval import cli, report, runner
 from eval import predictions as preds
-from eval.metrics.referring import THRESHOLDS, ReferringEvaluator
+from eval.metrics.referring import THRESHOLDS
 from eval.references import references_for
 
 EPILOG = """\
@@ -37,150 +36,100 @@ checkpoint (--workdir): one prompt per expression naming it in a stated color on
 TARGET_COLOR = (255, 255, 255)
 
 
-class MaskPredictions:
-    """Masks by key from a folder of PNGs or a JSON file of RLEs."""
+class RefCOCO(runner.Benchmark):
+    module, task, worst_caption = "eval.refcoco", "referring", "Worst expressions"
+    write_as = (".png", lambda path, masks: preds.write_mask(path, masks[0]))
+    worst_key, worst_label, grid_title = "iou", "IoU", "Referring segmentation: lowest IoU ({name})"
+    benchmark, title = "refcocog_umd_{args.split}", "Referring segmentation: RefCOCOg (UMD) {args.split}"
+    unit = limit_unit = "objects"
+    dataset_text, dataset_info = "{args.refs_file}", {"refs_file": "refs_file", "split": "split"}
+    count_key = "num_objects"
+    protocol_text = ("Protocol: one sample per expression; cIoU = sum of intersections / sum of unions; "
+                     "gIoU = mean per-expression IoU; P@t = % of expressions with IoU >= t")
+    columns = [report.Column("ciou", "cIoU"), report.Column("giou", "gIoU")]
+    columns += [report.Column(("precision", f"{t:g}"), f"P@{t:g} (%)", 1) for t in THRESHOLDS]
+    columns += [report.Column("num_expressions", "expressions", 0)]
 
-    def __init__(self, path: pathlib.Path, what: str):
-        self.path, self.what = pathlib.Path(path), what
-        if self.path.is_file():
-            self.rles, self.folder = preds.read_rle_json(self.path), None
-        else:
-            self.rles, self.folder = None, preds.PredictionFolder(self.path, (".png",), what)
-        self._used: set[str] = set()
+    @staticmethod
+    def add_options(d) -> None:
+        d.add_argument("--refcoco-root", type=pathlib.Path,
+                       help="folder with refcocog/refs(umd).p, refcocog/instances.json, train2014/")
+        for flag in ("--refs-file", "--instances-file", "--image-dir"):
+            d.add_argument(flag, type=pathlib.Path)
+        d.add_argument("--split", default="val", choices=("val", "test", "train", "testA", "testB"),
+                       help="refer's split semantics: testA / testB for RefCOCO / RefCOCO+ (refs(unc).p)")
 
-    def mask(self, key: str) -> np.ndarray:
-        if self.folder is not None:
-            return preds.read_mask(self.folder.path(key))
-        if key not in self.rles:
-            near = [k for k in self.rles if k.split("_")[0] == key.split("_")[0]][:3]
-            raise preds.MissingPredictionError(
-                f"{self.what}: no prediction for {key!r}: expected key {key!r} in {self.path}"
-                + (f" (found {', '.join(near)})" if near else f" ({len(self.rles)} keys present)"))
-        self._used.add(key)
-        return preds.decode_rle(self.rles[key])
+    def open(self):
+        from data_mix.sources import RefCOCOSource
 
-    def unused(self) -> list[str]:
-        return self.folder.unused() if self.folder is not None else sorted(set(self.rles) - self._used)
+        a = self.args
+        paths = {"refs_file": ("refcocog", "refs(umd).p"), "instances_file": ("refcocog", "instances.json"),
+                 "image_dir": ("train2014",)}
+        for dest, parts in paths.items():
+            if getattr(a, dest) is None:
+                if a.refcoco_root is None:
+                    self.parser.error(f"give --refcoco-root or --{dest.replace('_', '-')}")
+                setattr(a, dest, a.refcoco_root.joinpath(*parts))
+        return RefCOCOSource(a.refs_file, a.instances_file, a.image_dir, a.split)
 
+    def items(self, i, record):
+        """Every expression of the record's referred object, keyed <ref_id>_<k>."""
+        return [runner.Item(f"{record['meta']['ref_ids'][0]}_{k}", i, {"expression": text})
+                for k, text in enumerate(record["referring"][0]["expressions"])]
 
-def expressions(record) -> list[tuple[str, str, np.ndarray]]:
-    """(key, expression, ground-truth mask) of every expression of a ref record."""
-    ref_id = record["meta"]["ref_ids"][0]
-    target = record["referring"][0]
-    return [(f"{ref_id}_{k}", text, target["mask"]) for k, text in enumerate(target["expressions"])]
+    def truth(self, item, record):
+        return record["referring"][0]["mask"]
 
+    def job(self, item, record, n):
+        from tasks import referring
 
-def predict_folder(args, source, indices, folder: pathlib.Path) -> dict:
-    """Our checkpoint's masks as <ref_id>_<k>.png under `folder`."""
-    from eval import from_checkpoint
-    from tasks import referring
+        spec = {"colors": np.array([TARGET_COLOR], np.uint8), "background": referring.BLACK}
+        return referring.render_prompt(np.random.default_rng(self.args.seed + n), [item.info["expression"]],
+                                       spec["colors"], state_background=True), spec
 
-    spec = {"colors": np.array([TARGET_COLOR], np.uint8), "background": referring.BLACK}
+    def num_jobs(self, indices):
+        return None
 
-    def jobs():
-        n = 0
-        for i in indices:
-            record = source[i]
-            for key, text, _ in expressions(record):
-                prompt = referring.render_prompt(np.random.default_rng(args.seed + n), [text], spec["colors"],
-                                                 state_background=True)
-                n += 1
-                yield from_checkpoint.Job(key, record["image"], prompt, spec)
+    def open_predictions(self, model, path):
+        return preds.MaskPredictions(path, f"model {model.name!r}")
 
-    return from_checkpoint.predict_into(
-        args, jobs(), "referring",
-        lambda job, masks: preds.write_mask(folder / f"{job.key}.png", masks[0]))
+    def read(self, model, item, gt):
+        return preds.to_size(self.readers[model.name].mask(item.key), gt.shape, "nearest", item.key)
 
+    def accumulate(self, ev, item, pred, gt):
+        return {"name": item.key, "iou": ev.add(pred, gt, name=item.key)}
 
-def _worst_grid(out, name, source, masks, per_expression, k):
-    worst = sorted(per_expression, key=lambda r: (r["iou"], r["name"]))[:k]
-    rows, titles = [], []
-    for r in worst:
-        record = source[r["index"]]
-        gt = record["referring"][0]["mask"]
-        pred = preds.to_size(masks.mask(r["name"]), gt.shape, "nearest", r["name"])
+    def result(self, model, ev, records):
+        result = ev.result(per_expression=True)
+        for r, (item, _) in zip(result["per_expression"], records, strict=True):
+            r["index"], r["expression"] = item.index, item.info["expression"]
+        return result
+
+    def entry(self, model):
+        entry = super().entry(model)
+        return {**entry, "unused": entry["unused_files"]}
+
+    def panels(self, model, item, r, record, gt, pred):
         image = record["image"]
-        rows.append([report.thumbnail(p) for p in (image, report.overlay(image, pred, (255, 40, 40)),
-                                                   report.overlay(image, gt, (40, 220, 40)))])
-        text = r["expression"] if len(r["expression"]) < 60 else r["expression"][:57] + "..."
-        titles.append(f"{r['name']}: {text}\nIoU {report.fmt(r['iou'])}")
-    return report.image_grid(out / f"worst_{name}.png", rows, col_titles=["input", name, "ground truth"],
-                             row_titles=titles, title=f"Referring segmentation: lowest IoU ({name})")
+        return [image, report.overlay(image, pred, (255, 40, 40)), report.overlay(image, gt, (40, 220, 40))]
+
+    def row_title(self, item, r):
+        text = item.info["expression"]
+        return f"{item.key}: {text if len(text) < 60 else text[:57] + '...'}\nIoU {report.fmt(r['iou'])}"
+
+    def charts(self, entries, refs):
+        def scores(r):
+            precision = [r["precision"][f"{t:g}"] for t in THRESHOLDS]
+            return [r["ciou"], r["giou"]] + [None if p is None else p / 100 for p in precision]
+        return {"Scores": self.chart("chart_scores.png", ["cIoU", "gIoU"] + [f"P@{t:g}" for t in THRESHOLDS],
+                                     scores, entries, refs, paper=("ciou", "giou") + (None,) * len(THRESHOLDS),
+                                     ylabel="fraction", title=f"RefCOCOg {self.args.split}", ylim=(0, 1))}
+
+    def references(self):
+        return references_for("refcocog_umd_val") if self.args.split == "val" else []
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    from data_mix.sources import RefCOCOSource
-
-    parser = cli.make_parser("eval.refcoco", __doc__.split("\n\n")[0], EPILOG)
-    d = parser.add_argument_group("dataset")
-    d.add_argument("--refcoco-root", type=pathlib.Path,
-                   help="folder with refcocog/refs(umd).p, refcocog/instances.json, train2014/")
-    d.add_argument("--refs-file", type=pathlib.Path)
-    d.add_argument("--instances-file", type=pathlib.Path)
-    d.add_argument("--image-dir", type=pathlib.Path)
-    d.add_argument("--split", default="val", choices=("val", "test", "train", "testA", "testB"),
-                   help="refer's split semantics: testA / testB for RefCOCO / RefCOCO+ (refs(unc).p)")
-    args = parser.parse_args(argv)
-    models = cli.models_from_args(parser, args)
-    root = args.refcoco_root
-    paths = {"refs_file": ("refcocog", "refs(umd).p"), "instances_file": ("refcocog", "instances.json"),
-             "image_dir": ("train2014",)}
-    for dest, parts in paths.items():
-        if getattr(args, dest) is None:
-            if root is None:
-                parser.error(f"give --refcoco-root or --{dest.replace('_', '-')}")
-            setattr(args, dest, root.joinpath(*parts))
-    source = RefCOCOSource(args.refs_file, args.instances_file, args.image_dir, args.split)
-    indices = cli.limit_indices(len(source), args.limit)
-    out = args.out
-    entries, masks, evaluators = {}, {}, {}
-    for model in models:
-        entries[model.name] = {"model": model.to_json()}
-        path = cli.prediction_path(args, model, entries[model.name],
-                                  lambda folder: predict_folder(args, source, indices, folder))
-        masks[model.name] = MaskPredictions(path, f"model {model.name!r}")
-        evaluators[model.name] = ReferringEvaluator()
-    info = {}
-    for i in cli.progress(indices, args, desc=f"score refcocog {args.split}", unit="ref"):
-        for key, text, gt in expressions(source[i]):
-            info[key] = (i, text)
-            for name, m in masks.items():
-                evaluators[name].add(preds.to_size(m.mask(key), gt.shape, "nearest", key), gt, name=key)
-    figures = {}
-    for name, entry in entries.items():
-        result = evaluators[name].result(per_expression=True)
-        for r in result["per_expression"]:
-            r["index"], r["expression"] = info[r["name"]]
-        entry.update(predictions=str(masks[name].path), result=result, unused=masks[name].unused())
-        if args.worst > 0 and result["per_expression"]:
-            figures[f"Worst expressions: {name}"] = _worst_grid(out, name, source, masks[name],
-                                                                result["per_expression"], args.worst)
-    refs = references_for("refcocog_umd_val") if args.split == "val" else []
-    groups = ["cIoU", "gIoU"] + [f"P@{t:g}" for t in THRESHOLDS]
-
-    def scores(result):
-        precision = [result["precision"][f"{t:g}"] for t in THRESHOLDS]
-        return [result["ciou"], result["giou"]] + [None if p is None else p / 100 for p in precision]
-    series = {n: scores(e["result"]) for n, e in entries.items()}
-    for r in refs:
-        paper = [r.metrics.get("ciou"), r.metrics.get("giou")]
-        series[f"{r.model} (paper)"] = paper + [None] * len(THRESHOLDS)
-    figures = {"Scores": report.bar_chart(out / "chart_scores.png", groups, series, ylabel="fraction",
-                                          title=f"RefCOCOg {args.split}", ylim=(0, 1)), **figures}
-    limit = f"; first {len(indices)} of {len(source)} objects (--limit)" if args.limit else ""
-    report.write_report(
-        out, benchmark=f"refcocog_umd_{args.split}", models=entries, references=refs,
-        title=f"Referring segmentation: RefCOCOg (UMD) {args.split}",
-        columns=[report.Column("ciou", "cIoU"), report.Column("giou", "gIoU")]
-        + [report.Column(("precision", f"{t:g}"), f"P@{t:g} (%)", 1) for t in THRESHOLDS]
-        + [report.Column("num_expressions", "expressions", 0)],
-        intro=[f"Dataset: {args.refs_file} ({len(indices)} objects{limit})",
-               "Protocol: one sample per expression; cIoU = sum of intersections / sum of unions; "
-               "gIoU = mean per-expression IoU; P@t = % of expressions with IoU >= t"],
-        figures=figures,
-        extra={"dataset": {"refs_file": str(args.refs_file), "split": args.split, "num_objects": len(indices),
-                           "num_available": len(source)}, "run": cli.run_info(args, argv)})
-    return entries
+main = runner.main_of(RefCOCO, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

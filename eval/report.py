@@ -16,7 +16,6 @@ input / prediction / ground truth ...). `colorize`, `overlay` and `heatmap` make
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -25,6 +24,8 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
+from eval.metrics import grids, jsonio
+from eval.metrics.table import Metric
 from eval.references import Reference
 
 
@@ -38,31 +39,14 @@ class Column:
     digits: int = 3
     scale: float = 1.0
 
-
-def jsonable(obj):
-    """`obj` with numpy values as Python ones and NaN / inf as None (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return obj
+    @classmethod
+    def of(cls, metric: Metric, label: str | None = None) -> "Column":
+        """The column of a metric of the table (`eval.metrics.table`): its path, label, digits."""
+        return cls(metric.path, metric.label if label is None else label, metric.digits)
 
 
-def write_json(path: str | os.PathLike, obj) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")
-    return path
+# Strict JSON: one helper for every result file of the project (eval.metrics.jsonio).
+jsonable, write_json = jsonio.jsonable, jsonio.write_json
 
 
 def _parts(key: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -138,6 +122,10 @@ def write_report(out: str | os.PathLike, *, benchmark: str, title: str, models: 
     rel = {k: (v.relative_to(out) if v.is_relative_to(out) else v).as_posix() for k, v in figures.items()}
     payload = {"benchmark": benchmark, "title": title, **(extra or {}), "models": models,
                "references": [r.to_json() for r in references], "figures": rel}
+    nonfinite: list[str] = []
+    payload = jsonable(payload, nonfinite)
+    payload["nonfinite_values"] = {"count": len(nonfinite), "paths": nonfinite[:50],
+                                   "note": "NaN / inf written as null"}
     json_path = write_json(out / "results.json", payload)
     md = [f"# {title}", ""] + [f"{line}  " for line in intro] + [""]
     md += [results_table(models, columns, references), ""]
@@ -182,74 +170,8 @@ def bar_chart(path: str | os.PathLike, groups: Sequence[str], series: Mapping[st
     return path
 
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_LINE = 18  # pixels per text line at scale 0.5
-
-
-def _text_block(lines: Sequence[str], width: int, height: int, scale: float = 0.5) -> np.ndarray:
-    """uint8 (height, width, 3) white block with black text lines, wrapped to `width`."""
-    block = np.full((height, width, 3), 255, np.uint8)
-    wrapped = []
-    for line in lines:
-        words, current = line.split(" "), ""
-        for word in words:
-            trial = f"{current} {word}".strip()
-            if cv2.getTextSize(trial, _FONT, scale, 1)[0][0] > width - 8 and current:
-                wrapped.append(current)
-                current = word
-            else:
-                current = trial
-        wrapped.append(current)
-    top = max(4, (height - _LINE * len(wrapped)) // 2)
-    for j, line in enumerate(wrapped):
-        cv2.putText(block, line, (4, top + _LINE * j + 13), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return block
-
-
-def image_grid(path: str | os.PathLike, rows: Sequence[Sequence[np.ndarray]], *,
-               col_titles: Sequence[str], row_titles: Sequence[str] = (), title: str = "",
-               panel_height: int = 192, label_width: int = 220) -> pathlib.Path:
-    """A PNG of rows of uint8 RGB panels (any sizes), scaled to `panel_height` rows (nearest
-    neighbour when enlarging, so label maps stay exact; area averaging when shrinking), with
-    column titles, a caption left of each row (lines split at newlines) and a title.
-
-    Composed with numpy / OpenCV rather than matplotlib: pixel-exact panels and ~100x faster.
-    """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ncols = len(col_titles)
-    widths = [0] * ncols
-    scaled = []
-    for r in rows:
-        row = []
-        for j, panel in enumerate(r[:ncols]):
-            h, w = panel.shape[:2]
-            size = (max(1, round(w * panel_height / h)), panel_height)
-            interp = cv2.INTER_NEAREST if panel_height >= h else cv2.INTER_AREA
-            row.append(cv2.resize(np.ascontiguousarray(panel), size, interpolation=interp))
-            widths[j] = max(widths[j], size[0])
-        scaled.append(row)
-    widths = [w or panel_height for w in widths]
-    gap = 6
-    has_labels = bool(row_titles)
-    total_width = label_width * has_labels + sum(widths) + gap * ncols
-    header = [_text_block([title], total_width, 28, 0.6)] if title else []
-    cols = [np.pad(_text_block([t], w, 24), ((0, 0), (0, gap), (0, 0)), constant_values=255)
-            for t, w in zip(col_titles, widths, strict=True)]
-    lines = [np.concatenate(([_text_block([""], label_width, 24)] if has_labels else []) + cols, axis=1)]
-    for i, row in enumerate(scaled):
-        cells = [_text_block(row_titles[i].split("\n"), label_width, panel_height)] if has_labels else []
-        for j in range(ncols):
-            cell = np.full((panel_height, widths[j] + gap, 3), 255, np.uint8)
-            if j < len(row):
-                cell[:, :row[j].shape[1]] = row[j]
-            cells.append(cell)
-        lines.append(np.concatenate(cells, axis=1))
-        lines.append(np.full((gap, lines[-1].shape[1], 3), 255, np.uint8))
-    grid = np.concatenate(header + lines, axis=0)
-    if not cv2.imwrite(os.fspath(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {path}")
-    return path
+# Image grids: one helper for the benchmark reports and the demo's (eval.metrics.grids).
+image_grid = grids.image_grid
 
 
 def colorize(labels: np.ndarray, colors: np.ndarray, unknown=(0, 0, 0)) -> np.ndarray:

@@ -14,15 +14,13 @@ restored / target).
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
 
 import numpy as np
 
 from data_mix.sources.paired_folders import IMAGE_EXTENSIONS, RestorationPairsSource
-from eval import cli, report
+from eval import cli, report, runner
 from eval import predictions as preds
-from eval.metrics.restoration import RestorationEvaluator
-from eval.references import references_for
+from eval.metrics import for_task
 
 EPILOG = """\
 dataset: ROOT/input/<name>.<ext> and ROOT/target/<name>.<ext> of one size (any of .png .jpg
@@ -36,99 +34,80 @@ checkpoint (--workdir): --kind's restoration prompt (tasks.restoration), the gen
 """
 
 
-def predict_folder(args, source, indices, folder: pathlib.Path) -> dict:
-    """Our checkpoint's restored images as <name>.png under `folder`."""
-    from eval import from_checkpoint
-    from tasks import restoration
 
-    def jobs():
-        for i in indices:
-            record = source[i]
-            prompt = restoration.render_prompt(np.random.default_rng(args.seed + i), args.kind)
-            yield from_checkpoint.Job(record["meta"]["id"], record["image"], prompt, {})
+class Restoration(runner.Benchmark):
+    module, task, extensions, resize = "eval.restoration", "restoration", IMAGE_EXTENSIONS, "rgb"
+    write_as, read_as = (".png", preds.write_png), preds.read_color
+    worst_key, worst_label, worst_digits = "psnr", "PSNR", 2
+    grid_columns, grid_title = ("input", "{name}", "target"), "Restoration: lowest PSNR ({name})"
+    benchmark, title, unit = "restoration/{args.kind}", "Restoration ({args.kind}): {source.dataset}", "pairs"
+    dataset_text, dataset_info = "{args.dataset_root}", {"root": "dataset_root", "kind": "kind"}
+    reference_key = benchmark
+    columns = [report.Column("psnr", "PSNR (dB)", 2), report.Column("ssim", "SSIM", 4),
+               report.Column("num_images", "images", 0), report.Column("num_identical", "identical", 0)]
 
-    return from_checkpoint.predict_into(
-        args, jobs(), "restoration",
-        lambda job, image: preds.write_png(folder / f"{job.key}.png", image), total=len(indices))
+    @staticmethod
+    def add_options(d) -> None:
+        from tasks.restoration import KINDS
+
+        d.add_argument("--dataset-root", type=pathlib.Path, required=True, help="folder with input/ and target/")
+        d.add_argument("--inputs", default="input", help="degraded-image sub-folder (default input)")
+        d.add_argument("--targets", default="target", help="clean-image sub-folder (default target)")
+        d.add_argument("--kind", choices=KINDS, default="derain",
+                       help="the degradation, named in our prompts (default derain)")
+        d.add_argument("--crop", type=int, default=0, help="border pixels removed before scoring (default 0)")
+
+    def open(self):
+        a = self.args
+        self.floor = for_task("restoration", crop=a.crop)  # the degraded inputs: what every model should beat
+        return RestorationPairsSource(a.dataset_root, inputs=a.inputs, targets=a.targets, kind=a.kind)
+
+    def truth(self, item, record):
+        return record  # the target, and the degraded input for the floor
+
+    def gt_size(self, record):
+        return record["target"].shape[:2]
+
+    def accumulate(self, ev, item, pred, record):
+        if ev is self.first:
+            self.floor.add(record["image"], record["target"], name=item.key)
+        return ev.add(pred, record["target"], name=item.key)
+
+    def job(self, item, record, n):
+        from tasks import restoration
+
+        return restoration.render_prompt(np.random.default_rng(self.args.seed + n), self.args.kind), {}
+
+    def evaluator(self, model):
+        ev = for_task("restoration", crop=self.args.crop)
+        self.first = getattr(self, "first", ev)
+        return ev
+
+    def result(self, model, ev, records):
+        return ev.result(per_image=True)
+
+    def panels(self, model, item, r, record, gt, pred):
+        return [record["image"], pred, record["target"]]
+
+    def row_title(self, item, r):
+        return super().row_title(item, r) + f" dB, SSIM {report.fmt(r['ssim'])}"
+
+    def shown(self, entries):
+        return {**entries, "input (no restoration)": {"model": {"kind": "input"}, "result": self.floor.result(),
+                                                      "source": "the degraded inputs"}}
+
+    def charts(self, entries, refs):
+        return {"PSNR": self.chart("chart_psnr.png", ["PSNR"], lambda r: [r["psnr"]], self.shown(entries),
+                                   ylabel="dB", title="PSNR (RGB)"),
+                "SSIM": self.chart("chart_ssim.png", ["SSIM"], lambda r: [r["ssim"]], self.shown(entries),
+                                   ylabel="SSIM", title="SSIM (RGB)", ylim=(0, 1))}
+
+    def protocol(self, entries):
+        return [f"Protocol: {self.floor.result()['protocol']}; means over images (PSNR over non-identical pairs)"]
 
 
-def _worst_grid(out, name, source, folder, per_image, k):
-    worst = sorted(per_image, key=lambda r: (r["psnr"] if r["psnr"] is not None else np.inf, r["name"]))[:k]
-    rows, titles = [], []
-    for r in worst:
-        record = source[r["index"]]
-        path = folder.path(r["name"])
-        restored = preds.to_size(preds.read_color(path), record["target"].shape[:2], "rgb", str(path))
-        rows.append([report.thumbnail(p) for p in (record["image"], restored, record["target"])])
-        titles.append(f"{r['name']}\nPSNR {report.fmt(r['psnr'], 2)} dB, SSIM {report.fmt(r['ssim'])}")
-    return report.image_grid(out / f"worst_{name}.png", rows, col_titles=["input", name, "target"],
-                             row_titles=titles, title=f"Restoration: lowest PSNR ({name})")
 
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    from tasks.restoration import KINDS
-
-    parser = cli.make_parser("eval.restoration", __doc__.split("\n\n")[0], EPILOG)
-    d = parser.add_argument_group("dataset")
-    d.add_argument("--dataset-root", type=pathlib.Path, required=True, help="folder with input/ and target/")
-    d.add_argument("--inputs", default="input", help="degraded-image sub-folder (default input)")
-    d.add_argument("--targets", default="target", help="clean-image sub-folder (default target)")
-    d.add_argument("--kind", choices=KINDS, default="derain",
-                   help="the degradation, named in our prompts (default derain)")
-    d.add_argument("--crop", type=int, default=0, help="border pixels removed before scoring (default 0)")
-    args = parser.parse_args(argv)
-    models = cli.models_from_args(parser, args)
-    source = RestorationPairsSource(args.dataset_root, inputs=args.inputs, targets=args.targets,
-                                    kind=args.kind)
-    indices = cli.limit_indices(len(source), args.limit)
-    out = args.out
-    entries, folders, evaluators = {}, {}, {}
-    for model in models:
-        entries[model.name] = {"model": model.to_json()}
-        folder = cli.prediction_path(args, model, entries[model.name],
-                                  lambda folder: predict_folder(args, source, indices, folder))
-        folders[model.name] = preds.PredictionFolder(folder, IMAGE_EXTENSIONS, f"model {model.name!r}")
-        evaluators[model.name] = RestorationEvaluator(args.crop)
-    index_of = {}
-    floor = RestorationEvaluator(args.crop)  # the degraded inputs: what every model should beat
-    for i in cli.progress(indices, args, desc="score restoration", unit="img"):
-        record = source[i]
-        key, target = record["meta"]["id"], record["target"]
-        index_of[key] = i
-        floor.add(record["image"], target, name=key)
-        for name, folder in folders.items():
-            path = folder.path(key)
-            restored = preds.to_size(preds.read_color(path), target.shape[:2], "rgb", str(path))
-            evaluators[name].add(restored, target, name=key)
-    figures = {}
-    for name, entry in entries.items():
-        result = evaluators[name].result(per_image=True)
-        for r in result["per_image"]:
-            r["index"] = index_of[r["name"]]
-        entry.update(predictions=str(folders[name].root), result=result, unused_files=folders[name].unused())
-        if args.worst > 0:
-            figures[f"Worst images: {name}"] = _worst_grid(out, name, source, folders[name],
-                                                           result["per_image"], args.worst)
-    shown = {**entries, "input (no restoration)": {"model": {"kind": "input"}, "result": floor.result(),
-                                                   "source": "the degraded inputs"}}
-    psnr = {n: [e["result"]["psnr"]] for n, e in shown.items()}
-    ssim = {n: [e["result"]["ssim"]] for n, e in shown.items()}
-    figures = {"PSNR": report.bar_chart(out / "chart_psnr.png", ["PSNR"], psnr, ylabel="dB",
-                                        title="PSNR (RGB)"),
-               "SSIM": report.bar_chart(out / "chart_ssim.png", ["SSIM"], ssim, ylabel="SSIM",
-                                        title="SSIM (RGB)", ylim=(0, 1)), **figures}
-    limit = f"; first {len(indices)} of {len(source)} (--limit)" if args.limit else ""
-    report.write_report(
-        out, benchmark=f"restoration/{args.kind}", title=f"Restoration ({args.kind}): {source.dataset}",
-        models=shown, references=references_for(f"restoration/{args.kind}"),
-        columns=[report.Column("psnr", "PSNR (dB)", 2), report.Column("ssim", "SSIM", 4),
-                 report.Column("num_images", "images", 0), report.Column("num_identical", "identical", 0)],
-        intro=[f"Dataset: {args.dataset_root} ({len(indices)} pairs{limit})",
-               f"Protocol: {floor.result()['protocol']}; means over images (PSNR over non-identical pairs)"],
-        figures=figures,
-        extra={"dataset": {"root": str(args.dataset_root), "kind": args.kind, "num_images": len(indices),
-                           "num_available": len(source)}, "run": cli.run_info(args, argv)})
-    return entries
+main = runner.main_of(Restoration, __doc__, EPILOG)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ def decode(rgb: np.ndarray, background: Sequence[int] | None = BLACK,
     min_area: pixels an instance needs (default max(16, 1e-4 H W)); instances scoring below
     `min_score` are dropped too. fill_radius: pixels farther than `nearest.CONFIDENT_DISTANCE`
     from every cluster color (mixed edge colors) take the cluster of the nearest confident
-    pixel within this many pixels (0: off). Masks come sorted by decreasing score. Other spec
+    pixel within this many pixels (0: off). Masks come sorted by decreasing score, ties by
+    decreasing area, then by position (first pixel in raster order), so tied scores rank the
+    same whatever the clustering order. Other spec
     keys (`target`, builder bookkeeping) are ignored. Never raises on image content.
     """
     del spec_extras
@@ -143,8 +145,12 @@ def decode(rgb: np.ndarray, background: Sequence[int] | None = BLACK,
             cols.append(refs[i])
     if not masks:
         return empty
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    return Instances(np.stack(masks)[order], np.asarray(scores, np.float32)[order],
+    # Deterministic order (COCO AP ranks tied scores by list order): score, then area (both
+    # decreasing), then position (the first pixel in raster order).
+    stack = np.stack(masks)
+    first = stack.reshape(len(stack), -1).argmax(1)
+    order = np.lexsort((first, -stack.sum((1, 2)), -np.asarray(scores, np.float32)))
+    return Instances(stack[order], np.asarray(scores, np.float32)[order],
                      np.stack(cols)[order])
 
 

@@ -8,10 +8,12 @@ Stages (each timed, wall and CPU):
   2. train     `train.train_and_evaluate` on the `synthetic_perception_demo` mixture:
                generation (text-to-image, edits) + depth + normals + semantic + instance, every
                target an RGB image; checkpoint and metrics under `<out>/run`
-  3. evaluate  `Predictor.from_workdir(<out>/run)` generates for held-out scenes (split "test",
-               never trained on), the task codecs decode, `eval.metrics` scores; the trivial
-               baselines and the codec ceiling (decoding the target image itself) are scored
-               the same way
+  3. evaluate  the benchmark `eval.synthetic` (the one benchmark runner, `eval.runner`) per
+               task on the held-out scenes (split "test", never trained on): the checkpoint
+               predicts through `eval.from_checkpoint` (the Predictor's geometry), the codecs
+               decode, `eval.metrics.for_task` scores; the trivial baselines and the codec
+               ceiling (the target image itself decoded) are predictions folders scored by the
+               same run, under `<out>/eval/<task>/`
   4. report    `<out>/report.md`, `results.json`, image grids and the loss curve
                (`vision_banana.report`)
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import pathlib
 import platform
@@ -37,20 +38,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from eval import synthetic
+from eval.metrics import jsonio, table
+
 STAGES = ("setup", "train", "evaluate", "report")
-PERCEPTION = ("depth", "normals", "semantic", "instance")
-# (metric, "lower" | "higher" is better); the first ones decide "beats the baseline", the
-# others are reported beside them.
-HEADLINE = {"depth": (("abs_rel", "lower"), ("delta1", "higher")),
-            "normals": (("mean_angle_deg", "lower"),),
-            "semantic": (("miou", "higher"), ("pixel_acc", "higher")),
-            "instance": (("AP", "higher"),)}
-EXTRA = {"depth": (), "normals": (("median_angle_deg", "lower"),), "semantic": (),
-         "instance": (("AP50", "higher"),)}
+PERCEPTION = synthetic.TASKS
+# (metric, "lower" | "higher" is better) per task, read from the metric table: the first ones
+# decide "beats the baseline", the others are reported beside them.
+HEADLINE = {t: tuple((m.key, m.direction) for m in table.headline(t)) for t in PERCEPTION}
+EXTRA = {t: tuple((m.key, m.direction) for m in table.extra(t)) for t in PERCEPTION}
 # Instances smaller than this many pixels are not decoded. The codec's default, max(16, 1e-4 HW),
 # suits real images; at 32x32 a quarter of the synthetic objects cover under 16 px.
 INSTANCE_MIN_AREA = 6
-SEED_STREAM = 7  # rng stream of the held-out examples' prompt phrasings
+SEED_STREAM = synthetic.SEED_STREAM  # rng stream of the held-out examples' prompt phrasings
 
 
 class StageTimer:
@@ -102,8 +102,8 @@ class HeldOut:
     (`meta["spec"]`); truth: the renderer's exact labels: depth float32 (N, H, W) metres (+inf
     on sky), normals float32 (N, H, W, 3) unit (0 on sky), semantic int32 (N, H, W) class
     indices, instance a list of N bool (K_i, H, W) masks of the prompt's class;
-    categories: the prompt's class per example (instance only); generated: the model's uint8
-    (N, H, W, 3) images once evaluated.
+    categories: the prompt's class per example (instance only); predicted: the model's decoded
+    predictions once evaluated (as `eval.synthetic` read them back from its folder).
     """
 
     task: str
@@ -113,7 +113,7 @@ class HeldOut:
     specs: list[dict]
     truth: Any
     categories: list[str] | None = None
-    generated: np.ndarray | None = None
+    predicted: list | None = None
 
 
 def scene_source(config, split: str, num_records: int):
@@ -127,20 +127,15 @@ def scene_source(config, split: str, num_records: int):
 
 def make_heldout(config, num_scenes: int) -> dict[str, HeldOut]:
     """The first `num_scenes` scenes of the "test" split (never trained on), one example per
-    scene and task, with the training builders and options (`mixtures.DEMO_BUILDERS`)."""
-    from data_mix import builders, mixtures
-
+    scene and task, built as `eval.synthetic` builds them (the training builders with the
+    demo's options, `synthetic.build_example`), with the renderer's truth."""
     source = scene_source(config, "test", num_scenes)
     records = [source[i] for i in tqdm(range(num_scenes), desc="held-out scenes", leave=False)]
     out = {}
-    for t, task in enumerate(PERCEPTION):
-        examples = [builders.build(task, builders.select_fields(task, r),
-                                   np.random.default_rng([int(config.seed), SEED_STREAM, t, i]),
-                                   **mixtures.DEMO_BUILDERS[task])
-                    for i, r in enumerate(records)]
-        specs = [e["meta"]["spec"] for e in examples]
-        held = HeldOut(task, np.stack([e["image"] for e in examples]),
-                       [e["prompt"] for e in examples],
+    for task in PERCEPTION:
+        examples = [synthetic.build_example(task, i, r, int(config.seed)) for i, r in enumerate(records)]
+        specs = [synthetic.decode_spec(task, e, INSTANCE_MIN_AREA) for e in examples]
+        held = HeldOut(task, np.stack([e["image"] for e in examples]), [e["prompt"] for e in examples],
                        np.stack([e["target"] for e in examples]), specs, None)
         if task == "instance":
             held.categories = [s["target"] for s in specs]
@@ -183,77 +178,11 @@ def train_statistics(config, num_scenes: int) -> dict:
 
 
 def decode(task: str, rgb: np.ndarray, spec: dict):
-    """A generated (or target) uint8 (H, W, 3) image decoded with the task's codec."""
+    """A generated (or target) uint8 (H, W, 3) image decoded with the task's codec (`spec`:
+    the held-out example's decode arguments, `synthetic.decode_spec`)."""
     import tasks
 
-    extra = {"min_area": INSTANCE_MIN_AREA} if task == "instance" else {}
-    return tasks.get(task).decode(rgb, **spec, **extra)
-
-
-def depth_preset():
-    from eval.metrics.depth_presets import DepthPreset
-
-    return DepthPreset("synthetic_scenes", 1e-3, 100.0, source="vision_banana.demo: finite "
-                       "depth of the synthetic scenes (sky excluded), predictions clipped to "
-                       "[1e-3, 100] m")
-
-
-def score(held: HeldOut, predictions: Sequence[Any]) -> dict[str, float]:
-    """The task's metrics of decoded `predictions` (one per held-out example) on `held.truth`:
-    depth abs_rel / delta1 (per image, then averaged), normals mean / median angular error
-    (degrees, pooled over pixels), semantic mIoU / pixel accuracy (one confusion matrix over
-    the set), instance COCO mask AP / AP50 (pycocotools COCOeval segm)."""
-    from eval import metrics
-
-    task = held.task
-    if task == "depth":
-        ev = metrics.DepthEvaluator(depth_preset())
-        for i, p in enumerate(predictions):
-            ev.add(np.asarray(p, np.float64), held.truth[i], name=str(i))
-        m = ev.result(per_image=False)["metrics"]
-        return {"abs_rel": m["abs_rel"], "delta1": m["delta1"]}
-    if task == "normals":
-        ev = metrics.NormalsEvaluator()
-        for i, p in enumerate(predictions):
-            ev.add(p, held.truth[i], name=str(i))
-        pooled = ev.result(per_image=False)["pooled"]
-        return {"mean_angle_deg": pooled["mean"], "median_angle_deg": pooled["median"]}
-    if task == "semantic":
-        cm = metrics.ConfusionMatrix(len(held.specs[0]["classes"]))
-        for i, p in enumerate(predictions):
-            cm.add(np.asarray(p), held.truth[i])
-        r = cm.result()
-        return {"miou": r["miou"], "pixel_acc": r["pixel_accuracy"]}
-    if task == "instance":
-        classes = sorted(set(held.categories))
-        ids = {c: k + 1 for k, c in enumerate(classes)}
-        ev = metrics.CocoSegmEvaluator(coco_ground_truth(held, ids))
-        for i, found in enumerate(predictions):
-            ev.add(i + 1, found.masks, found.scores, [ids[held.categories[i]]] * len(found.masks))
-        r = ev.result()
-        return {"AP": r["AP"], "AP50": r["AP50"]}
-    raise ValueError(f"no demo metrics for task {task!r}; expected one of {PERCEPTION}")
-
-
-def coco_ground_truth(held: HeldOut, category_ids: dict[str, int]) -> dict:
-    """COCO-format ground truth of the instance queries: image i+1 holds the instances of
-    the class its prompt named (a query with none is an image without annotations)."""
-    from eval.metrics.coco import encode_masks
-
-    h, w = held.images.shape[1:3]
-    images, annotations = [], []
-    for i, masks in enumerate(held.truth):
-        images.append({"id": i + 1, "height": h, "width": w, "file_name": f"heldout_{i}.png"})
-        for mask, rle in zip(masks, encode_masks(masks)):
-            ys, xs = np.nonzero(mask)
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": i + 1,
-                "category_id": category_ids[held.categories[i]], "segmentation": rle,
-                "area": float(mask.sum()), "iscrowd": 0,
-                "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
-                         float(ys.max() - ys.min() + 1)]})
-    return {"images": images, "annotations": annotations,
-            "categories": [{"id": k, "name": c} for c, k in category_ids.items()]}
+    return tasks.get(task).decode(rgb, **spec)
 
 
 def baseline_predictions(held: HeldOut, stats: dict) -> list:
@@ -273,6 +202,14 @@ def baseline_predictions(held: HeldOut, stats: dict) -> list:
     return [full] * n
 
 
+def write_predictions(folder: pathlib.Path, task: str, predictions: Sequence[Any]) -> pathlib.Path:
+    """Decoded predictions (one per held-out scene) as an `eval.synthetic` predictions folder."""
+    ext, writer = synthetic.WRITERS[task]
+    for i, p in enumerate(predictions):
+        writer(folder / f"{i:04d}{ext}", p)
+    return folder
+
+
 def _beats(model: dict, baseline: dict, metrics) -> dict[str, bool]:
     out = {}
     for name, better in metrics:
@@ -282,24 +219,34 @@ def _beats(model: dict, baseline: dict, metrics) -> dict[str, bool]:
     return out
 
 
-def evaluate(predictor, heldout: dict[str, HeldOut], stats: dict,
-             log: Callable[[str], None] = print) -> dict:
-    """Generate for every held-out example (seed = its index), decode and score the model,
-    the trivial baseline and the codec ceiling (the target image decoded). Stores the
-    generated images in `held.generated`. Returns {"tasks": {task: {"model", "baseline",
-    "ceiling", "beats", "seconds"}}, "all_beat_baseline": bool, "predict": sampler settings}."""
+def evaluate(run_dir: pathlib.Path, config, heldout: dict[str, HeldOut], stats: dict,
+             out: pathlib.Path, log: Callable[[str], None] = print) -> dict:
+    """Scores the checkpoint, the trivial baseline and the codec ceiling on every task with the
+    benchmark `eval.synthetic` (one runner run per task, its files under `out/eval/<task>/`);
+    stores the model's decoded predictions in `held.predicted`. Returns {"tasks": {task:
+    {"model", "baseline", "ceiling", "beats", "seconds"}}, "all_beat_baseline": bool,
+    "predict": sampler settings}; metric names are the metric table's keys."""
     results: dict[str, Any] = {"tasks": {}}
+    scenes = dict(config.data.sources.scenes_depth.kwargs)
+    checkpoint = {}
     for task, held in heldout.items():
         t0 = time.perf_counter()
-        batch = predictor.make_batch(held.images, held.prompts)
-        held.generated = predictor.generate(batch, list(range(len(held.prompts))))
-        scores = {
-            "model": score(held, [decode(task, g, s) for g, s in zip(held.generated,
-                                                                   held.specs)]),
-            "baseline": score(held, baseline_predictions(held, stats)),
-            "ceiling": score(held, [decode(task, t, s) for t, s in zip(held.targets,
-                                                                     held.specs)]),
-        }
+        folder = out / "eval" / task
+        baseline = write_predictions(folder / "baseline", task, baseline_predictions(held, stats))
+        ceiling = write_predictions(folder / "ceiling", task, [decode(task, t, s) for t, s in
+                                                               zip(held.targets, held.specs)])
+        entries = synthetic.main([
+            "--task", task, "--num-scenes", str(len(held.prompts)), "--resolution", str(scenes["size"]),
+            "--scene-seed", str(scenes["seed"]), "--example-seed", str(int(config.seed)),
+            "--instance-min-area", str(INSTANCE_MIN_AREA), "--workdir", str(run_dir), "--name", "model",
+            "--baseline", f"baseline={baseline}", "--baseline", f"ceiling={ceiling}",
+            "--batch-size", str(int(config.predict.batch_size)), "--out", str(folder), "--worst", "0",
+            "--no-progress"])
+        checkpoint = entries["model"]["checkpoint"]
+        reader = synthetic.READERS[task]
+        held.predicted = [reader(folder / "predictions" / "model" / f"{i:04d}{synthetic.WRITERS[task][0]}")
+                          for i in range(len(held.prompts))]
+        scores = {name: entries[name]["result"]["metrics_table"] for name in ("model", "baseline", "ceiling")}
         scores["beats"] = _beats(scores["model"], scores["baseline"], HEADLINE[task])
         scores["seconds"] = time.perf_counter() - t0
         results["tasks"][task] = scores
@@ -308,9 +255,9 @@ def evaluate(predictor, heldout: dict[str, HeldOut], stats: dict,
         log(f"      {task:9s} {shown}")
     results["all_beat_baseline"] = all(all(r["beats"].values())
                                        for r in results["tasks"].values())
-    cfg = predictor.config.predict
-    results["predict"] = {"mode": str(cfg.mode), "num_steps": int(cfg.num_steps),
-                          "weights": "EMA", "checkpoint_step": predictor.step}
+    results["predict"] = {"mode": str(config.predict.mode), "num_steps": int(checkpoint.get("num_steps", 0)),
+                          "weights": "EMA" if checkpoint.get("ema", True) else "raw",
+                          "checkpoint_step": checkpoint.get("step")}
     return results
 
 
@@ -387,10 +334,10 @@ def run_demo(out: str | pathlib.Path, *, config_arg: str = "", num_scenes: int =
                               f"(the first step waits for compilation)"):
         train.train_and_evaluate(config, run_dir)
 
-    with timer.stage("evaluate", "generate for the held-out scenes, decode, score"):
-        predictor = predict.Predictor.from_workdir(run_dir)
-        results = evaluate(predictor, heldout, stats, log=log)
+    with timer.stage("evaluate", "eval.synthetic on the held-out scenes: predict, decode, score"):
+        results = evaluate(run_dir, config, heldout, stats, out, log=log)
         samples = sample_generation(run_dir, config, generation_samples)
+        predictor = predict.Predictor.from_workdir(run_dir)
 
     with timer.stage("report", f"report.md, grids and loss curve in {out}"):
         info = {"command": command, "config_arg": config_arg, "num_scenes": num_scenes,
@@ -403,7 +350,7 @@ def run_demo(out: str | pathlib.Path, *, config_arg: str = "", num_scenes: int =
     results["timings"] = timer.table()
     results["info"] = info
     report.write_report(out, config, results, stats, generation=samples is not None)
-    (out / "results.json").write_text(json.dumps(report.jsonable(results), indent=2) + "\n")
+    jsonio.write_json(out / "results.json", results)
     verdict = "every task beats its trivial baseline" if results["all_beat_baseline"] else \
         "NOT every task beats its trivial baseline (see the report)"
     log(f"done in {results['timings']['total_wall_s']:.0f} s wall "
@@ -422,13 +369,24 @@ def _use_cpu_cores(count: int) -> None:
                                    f"{count}").strip()
 
 
+class _Deprecated(argparse.Action):
+    """Stores the value; an old underscore spelling (`--num_scenes`) prints a deprecation note."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string and "_" in option_string:
+            print(f"note: {option_string} is deprecated; use {option_string.replace('_', '-')}",
+                  file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="demo_out", help="output folder (emptied first)")
     p.add_argument("--seed", type=int, default=0, help="model, data and scene seed")
     p.add_argument("--steps", type=int, default=None, help="training steps (config default)")
     p.add_argument("--quick", action="store_true", help="smoke run: one-block model, 4 steps")
-    p.add_argument("--num_scenes", type=int, default=64, help="held-out scenes per task")
+    p.add_argument("--num-scenes", "--num_scenes", type=int, default=64, dest="num_scenes",
+                   action=_Deprecated, help="held-out scenes per task (--num_scenes: old spelling)")
     p.add_argument("--config", default="", help="more options of configs/demo.py, "
                                                 "'key=value,...'")
     p.add_argument("--cores", type=int, default=min(os.cpu_count() or 1, 2),

@@ -15,9 +15,11 @@ logs the metrics of its own slice.
 Registered:
   heldout_loss  flow-matching loss on fixed held-out batches and fixed noise (per task too)
   samples       PNG grid input | generated | target under `<workdir>/samples/`, and TensorBoard
-  decoded       generate, decode with the task codecs, score against the decoded targets:
-                depth abs_rel / delta1, normals mean angle (deg), label maps pixel accuracy /
-                mIoU, images PSNR (dB)
+  decoded       generate, decode with the task codecs, score against the decoded targets with
+                the benchmarks' evaluators (`eval.metrics.for_task`), logged under the metric
+                table's keys: depth abs_rel / delta1 (synthetic-scenes preset: clipped to
+                [1e-3, 100] m), normals mean / median angle (deg, pooled), semantic mIoU /
+                pixel accuracy (one confusion matrix over the set), images PSNR (dB) / SSIM
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from eval import metrics
+from eval.metrics import table
 from vision_banana import metrics_io, model_factory, predict, sharding
 
 
@@ -167,39 +171,18 @@ def _spec(codec, prompt: str, meta: dict) -> dict:
 
 
 def score(task: str, pred: Any, target: Any) -> dict[str, float]:
-    """Metrics of one decoded prediction against the decoded target (see module docstring)."""
-    if task == "depth":
-        p, g = np.asarray(pred, np.float64), np.asarray(target, np.float64)
-        valid = np.isfinite(g) & (g > 0) & np.isfinite(p) & (p > 0)
-        if not valid.any():
-            return {}
-        p, g = p[valid], g[valid]
-        return {"abs_rel": float(np.mean(np.abs(p - g) / g)),
-                "delta1": float(np.mean(np.maximum(p / g, g / p) < 1.25))}
-    if task == "normals":
-        p, g = np.asarray(pred, np.float64), np.asarray(target, np.float64)
-        valid = np.linalg.norm(g, axis=-1) > 0.5
-        if not valid.any():
-            return {}
-        cos = np.clip(np.sum(p[valid] * g[valid], -1) /
-                      np.maximum(np.linalg.norm(p[valid], axis=-1), 1e-12), -1, 1)
-        return {"mean_angle_deg": float(np.degrees(np.arccos(cos)).mean())}
-    pred, target = np.asarray(pred), np.asarray(target)
-    if pred.dtype == np.uint8 and pred.ndim == 3:  # images: generation, restoration
-        mse = np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2)
-        return {"psnr_db": float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))}
-    if pred.dtype.kind in "biu" and pred.shape == target.shape:  # label maps
-        valid = target >= 0 if target.dtype.kind != "b" else np.ones(target.shape, bool)
-        p, g = pred[valid].astype(np.int64), target[valid].astype(np.int64)
-        if not g.size:
-            return {}
-        ious = [np.sum((p == c) & (g == c)) / np.sum((p == c) | (g == c)) for c in np.unique(g)]
-        return {"pixel_acc": float(np.mean(p == g)), "miou": float(np.mean(ious))}
-    return {}
+    """The table's metrics of one decoded prediction against the decoded target, through the
+    task's evaluator (`eval.metrics.for_task`): what `Decoded` logs for a one-example set."""
+    ev = metrics.for_task(task)
+    ev.add(pred, target)
+    return table.summary(task, ev.result())
 
 
 class Decoded:
-    """Generate for held-out examples, decode with the codecs, score per task."""
+    """Generate for held-out examples, decode with the codecs, score per task against the
+    decoded targets with `eval.metrics.for_task(task)` (one evaluator per task over every
+    example, as the benchmarks and the demo score), logged as `<task>/<key>` with the keys of
+    the metric table (`eval.metrics.table`)."""
 
     def __init__(self, section, config, graphdef, mesh):
         del config, graphdef, mesh
@@ -208,24 +191,27 @@ class Decoded:
     def run(self, ctx: EvalContext) -> Iterator[tuple[str, float]]:
         import tasks as codecs
 
-        scores: dict[str, list[float]] = {}
+        evaluators: dict[str, Any] = {}
         for held in ctx.heldout:
             n = len(held.prompts)
             generated = ctx.predictor.generate(held.batch, list(range(n)))
             for i, task in enumerate(held.tasks):
                 if task in self.skip:
                     continue
+                ev = evaluators.setdefault(task, metrics.for_task(task))
                 if task == "generation":
-                    result = score(task, generated[i], held.batch["target"][i])
+                    ev.add(generated[i], held.batch["target"][i], name=str(i))
+                    continue
+                codec = codecs.get(task)
+                spec = _spec(codec, held.prompts[i], held.meta[i])
+                truth = codec.decode(held.batch["target"][i], **spec)
+                if task == "instance":  # the decoded target's masks are the query's ground truth
+                    ev.add(codec.decode(generated[i], **spec), truth.masks, category=spec.get("target", ""))
                 else:
-                    codec = codecs.get(task)
-                    spec = _spec(codec, held.prompts[i], held.meta[i])
-                    result = score(task, codec.decode(generated[i], **spec),
-                                   codec.decode(held.batch["target"][i], **spec))
-                for k, v in result.items():
-                    scores.setdefault(f"{task}/{k}", []).append(v)
-        for key in sorted(scores):
-            yield key, float(np.mean(scores[key]))
+                    ev.add(codec.decode(generated[i], **spec), truth, name=str(i))
+        for task in sorted(evaluators):
+            for key, value in table.summary(task, evaluators[task].result()).items():
+                yield f"{task}/{key}", value
 
 
 REGISTRY = {"heldout_loss": HeldoutLoss, "samples": Samples, "decoded": Decoded}

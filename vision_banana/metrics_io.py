@@ -1,7 +1,8 @@
 """Training metrics to JSON Lines and TensorBoard (tensorboardX: no TensorFlow needed).
 
 Layout under the workdir:
-    metrics.jsonl      one JSON object per write: {"step": int, "<name>": float, ...}
+    metrics.jsonl      one JSON object per write: {"step": int, "<name>": float, ...}; NaN / inf
+                       values are null, their names listed under "nonfinite"
     tb/                TensorBoard event files (scalars, image grids)
     samples/           PNG sample grids (written by the trainer)
 
@@ -12,18 +13,17 @@ writer whose methods do nothing, so call sites need no `if process_index == 0`.
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 from collections.abc import Mapping
 
 import numpy as np
 
+from eval.metrics import jsonio
 
-def _jsonable(value):
-    value = np.asarray(value).item() if np.ndim(value) == 0 else value
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN/inf; "nan"/"inf" strings stay readable
-    return value
+
+def _scalar(value):
+    """A Python number of a scalar (numpy / jax arrays of size 1 included)."""
+    return np.asarray(value).item() if np.ndim(value) == 0 else value
 
 
 class MetricWriter:
@@ -56,9 +56,15 @@ class MetricWriter:
         if not self.enabled:
             return
         record = {"step": int(step)}
-        record.update({k: _jsonable(v) for k, v in scalars.items()})
+        # Strict JSON (eval.metrics.jsonio): NaN / inf are written as null and their keys
+        # listed under "nonfinite", so a diverged loss stays visible and the file stays JSON.
+        nonfinite: list[str] = []
+        record.update(jsonio.jsonable({k: _scalar(v) for k, v in scalars.items()}, nonfinite))
+        if nonfinite:
+            record["nonfinite"] = nonfinite
         try:
-            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.write(json.dumps(record, allow_nan=False) + "
+")
             self._jsonl.flush()
         except OSError as e:  # e.g. a full disk: say which file
             raise OSError(e.errno, e.strerror, str(self.workdir / "metrics.jsonl")) from e
@@ -93,8 +99,5 @@ class MetricWriter:
             self._tb = None
 
 
-def read_jsonl(path: str | pathlib.Path) -> list[dict]:
-    """All records of a metrics.jsonl file, in order."""
-    path = pathlib.Path(path)
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+# All records of a metrics.jsonl file, in order: the project's one JSON Lines reader.
+read_jsonl = jsonio.read_jsonl

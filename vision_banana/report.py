@@ -13,22 +13,15 @@ interpolation so that 32x32 predictions show their real pixels.
 from __future__ import annotations
 
 import datetime
-import json
 import pathlib
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
+from eval.metrics import grids, jsonio, table
+
 TITLES = {"depth": "Metric depth", "normals": "Surface normals", "semantic": "Semantic segmentation",
           "instance": "Instance segmentation"}
-METRIC_NAMES = {
-    "abs_rel": "AbsRel (lower is better)", "delta1": "delta1 (higher is better)",
-    "mean_angle_deg": "mean angular error, deg (lower is better)",
-    "median_angle_deg": "median angular error, deg (lower is better)",
-    "miou": "mIoU (higher is better)", "pixel_acc": "pixel accuracy (higher is better)",
-    "AP": "mask AP (higher is better)", "AP50": "mask AP50 (higher is better)",
-}
 BASELINES = {
     "depth": "constant depth: the median finite depth of {n} training scenes ({median:.2f} m) "
              "at every pixel",
@@ -83,20 +76,23 @@ tasks; every target an RGB image; decoded by the task codecs) but makes it learn
 """
 
 
-def jsonable(obj: Any) -> Any:
-    """`obj` with numpy scalars / arrays turned into Python numbers / lists (for json.dumps)."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+# Strict JSON (NaN / inf -> null): the project's one helper.
+jsonable = jsonio.jsonable
 
 
-# ---------------------------------------------------------------------------------- figures
+def image_grid(path: pathlib.Path, columns: Mapping[str, np.ndarray], labels: list[str],
+               title: str) -> None:
+    """PNG of one row per example; `columns` maps a column title to uint8 (N, H, W, 3)
+    images (None entries: blank); `labels` (N) are written left of each row. Drawn by the
+    project's one grid helper (`eval.metrics.grids`), nearest-neighbour enlarged."""
+    names = list(columns)
+    rows = []
+    for r in range(len(labels)):
+        shapes = [columns[n][r].shape for n in names if columns[n][r] is not None]
+        blank = np.full(shapes[0] if shapes else (32, 32, 3), 255, np.uint8)
+        rows.append([blank if columns[n][r] is None else np.asarray(columns[n][r]) for n in names])
+    grids.image_grid(path, rows, col_titles=names, row_titles=labels, title=title, panel_height=128,
+                     label_width=260)
 
 
 def _figure(rows: int, cols: int, cell: float = 1.7, blank: bool = True):
@@ -113,28 +109,6 @@ def _figure(rows: int, cols: int, cell: float = 1.7, blank: bool = True):
     return plt, fig, axes
 
 
-def image_grid(path: pathlib.Path, columns: Mapping[str, np.ndarray], labels: list[str],
-               title: str) -> None:
-    """PNG of one row per example; `columns` maps a column title to uint8 (N, H, W, 3)
-    images (None entries: blank); `labels` (N) are written left of each row."""
-    names = list(columns)
-    n = len(labels)
-    plt, fig, axes = _figure(n, len(names))
-    for c, name in enumerate(names):
-        axes[0, c].set_title(name, fontsize=9)
-        for r in range(n):
-            image = columns[name][r]
-            if image is not None:
-                axes[r, c].imshow(image, interpolation="nearest")
-    for r, label in enumerate(labels):
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7,
-                              labelpad=4)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _short(text: str, width: int = 34) -> str:
     """A prompt cut to fit beside a grid row, on two lines at most."""
     words, lines, line = text.split(), [], ""
@@ -148,13 +122,28 @@ def _short(text: str, width: int = 34) -> str:
     return "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
 
 
+def encode_prediction(task: str, pred, spec: Mapping) -> np.ndarray:
+    """uint8 (H, W, 3): a decoded prediction drawn back in its task's target encoding (what was
+    scored, not the raw generated image)."""
+    import tasks
+
+    codec = tasks.get(task)
+    if task == "semantic":
+        return codec.encode(np.asarray(pred), spec["colors"])
+    if task == "instance":
+        return codec.encode(pred.masks)
+    return codec.encode(np.asarray(pred, np.float32))
+
+
 def write_grids(out: pathlib.Path, heldout: Mapping, results: Mapping, rows: int) -> None:
     """grid_<task>.png for each evaluated task: the first `rows` held-out examples, as
-    input | generated prediction | ground-truth target, the row labelled with its prompt."""
+    input | decoded prediction (drawn in the target encoding) | ground-truth target, the row
+    labelled with its prompt."""
     for task, held in heldout.items():
         n = min(rows, len(held.prompts))
         labels = [_short(p) for p in held.prompts[:n]]
-        columns = {"input": held.images[:n], "prediction (generated)": held.generated[:n],
+        shown = [encode_prediction(task, p, spec) for p, spec in zip(held.predicted[:n], held.specs)]
+        columns = {"input": held.images[:n], "prediction (decoded)": shown,
                    "ground truth (target)": held.targets[:n]}
         mode = results.get("predict", {})
         image_grid(out / f"grid_{task}.png", columns, labels,
@@ -174,8 +163,7 @@ def write_generation_grid(path: pathlib.Path, samples: Mapping) -> None:
                f"steps from noise")
 
 
-def read_jsonl(path: pathlib.Path) -> list[dict]:
-    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line]
+read_jsonl = jsonio.read_jsonl
 
 
 def plot_loss_curve(metrics_jsonl: pathlib.Path, path: pathlib.Path) -> None:
@@ -212,16 +200,15 @@ def _fmt(value) -> str:
 
 def results_table(results: Mapping) -> list[str]:
     """Markdown rows: task, metric, model, baseline, codec ceiling, beats baseline."""
-    from vision_banana.demo import EXTRA, HEADLINE
-
     lines = ["| task | metric | model | trivial baseline | codec ceiling | beats baseline |",
              "|---|---|---|---|---|---|"]
     for task, r in results["tasks"].items():
-        for name, _ in HEADLINE[task] + EXTRA[task]:
+        for metric in table.headline(task) + table.extra(task):
+            name = metric.key
             verdict = ("**yes**" if r["beats"][name] else "**NO**") if name in r["beats"] else \
                 "(not scored)"
-            lines.append(f"| {task} | {METRIC_NAMES.get(name, name)} | {_fmt(r['model'][name])} "
-                         f"| {_fmt(r['baseline'][name])} | {_fmt(r['ceiling'][name])} "
+            lines.append(f"| {task} | {metric.describe()} | {_fmt(r['model'].get(name))} "
+                         f"| {_fmt(r['baseline'].get(name))} | {_fmt(r['ceiling'].get(name))} "
                          f"| {verdict} |")
     return lines
 
@@ -279,7 +266,8 @@ def write_report(out: pathlib.Path, config, results: Mapping, stats: Mapping,
                          else "."), "",
         "## Image grids", "",
         "Rows: the first held-out examples (prompt on the left). Columns: the input image, the "
-        "generated image, the ground-truth target image.", "",
+        "model's decoded prediction drawn back in the target encoding (what was scored), the "
+        "ground-truth target image.", "",
         *[f"![{task}](grid_{task}.png)" for task in results["tasks"]],
         *(["", "![generation](grid_generation.png)"] if generation else []), "",
         "## Demo simplifications", "",

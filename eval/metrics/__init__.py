@@ -1,6 +1,8 @@
 """Evaluation metrics equal to the official tools, one module per task.
 
-Every evaluator accumulates image by image (`add`), can absorb another one (`merge`, for
+`for_task(task, **spec)` (registry) gives the evaluator of a task, the one scoring path of the
+trainer, the demo and every benchmark; `table` names every metric (key, label, unit,
+direction, protocol). Every evaluator accumulates image by image (`add`), can absorb another one (`merge`, for
 several workers or hosts) and finalizes to a JSON-able dict (`result`; undefined scores are
 None). Modules:
 
@@ -13,6 +15,13 @@ None). Modules:
     coco              CocoSegmEvaluator: pycocotools COCOeval segm AP
     binary            BinaryMaskEvaluator, dice, hd95, strata (easy / hard 5%)
     restoration       RestorationEvaluator, psnr, ssim (RGB)
+    registry          for_task, SemanticEvaluator, InstanceEvaluator, BinaryMasks, Referring
+    table             METRICS, Metric, headline / extra / summary
+    jsonio            jsonable (strict JSON, NaN / inf -> null, counted), write_json, read_jsonl
+    grids             image_grid: the one PNG grid of panels (benchmark and demo reports)
+
+A leaf library: it imports numpy, scipy, OpenCV, pycocotools and `tasks`, nothing else of
+the project, so the trainer (`vision_banana`) and every benchmark may import it.
 
 Names below are imported on first use, so `import eval.metrics` stays cheap.
 """
@@ -42,6 +51,12 @@ _EXPORTS = {
     "RestorationEvaluator": "restoration",
     "psnr": "restoration",
     "ssim": "restoration",
+    "for_task": "registry",
+    "SemanticEvaluator": "registry",
+    "InstanceEvaluator": "registry",
+    "table": None,
+    "jsonio": None,
+    "grids": None,
 }
 
 __all__ = sorted(_EXPORTS)
@@ -52,4 +67,6 @@ def __getattr__(name: str):
         module = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'eval.metrics' has no attribute {name!r}") from None
+    if module is None:  # a submodule
+        return importlib.import_module(f"eval.metrics.{name}")
     return getattr(importlib.import_module(f"eval.metrics.{module}"), name)

@@ -17,7 +17,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
+import pathlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -127,3 +130,29 @@ class BinaryMaskEvaluator:
         if per_case:
             out["per_case"] = {n: {k: json_float(v) for k, v in s.items()} for n, s in self.cases.items()}
         return out
+
+
+def load_reference_scores(path: pathlib.Path) -> dict[str, float]:
+    """{case: score} from a JSON object or a two-column CSV."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--reference-scores file {path} does not exist")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--reference-scores {path}: not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"--reference-scores {path}: expected a JSON object {{case: score}}")
+        return {str(k): float(v) for k, v in data.items()}
+    scores = {}
+    for n, row in enumerate(csv.reader(text.splitlines()), 1):
+        if not row or not "".join(row).strip():
+            continue
+        try:
+            scores[row[0].strip()] = float(row[1])
+        except (IndexError, ValueError):
+            if n == 1:
+                continue  # header
+            raise ValueError(f"--reference-scores {path}:{n}: expected '<name>,<score>', got {row}") from None
+    return scores

@@ -1,4 +1,7 @@
-"""Scoring Cityscapes prediction files: decoding on all cores, the official file matching.
+"""Cityscapes prediction files: decoding on all cores, the official file matching, formats.
+
+Formats of a prediction PNG (`to_label_ids`): labelIds, trainIds, or colors painted with the
+official colors (`official_color_map`) or a JSON color map (`load_color_map`).
 
 `evaluate_files` reads prediction / labelIds / instanceIds PNGs in a thread pool (OpenCV's
 PNG decoder releases the GIL, so threads scale across cores) and counts each image in the
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import json
 import os
 import pathlib
 import time
@@ -19,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from eval.metrics import cityscapes_labels as cl
 from eval.metrics.cityscapes import CityscapesEvaluator, image_stats
 
 
@@ -178,3 +183,82 @@ def evaluate_files(pred_paths, gt_label_paths, *, pred_ids: str = "label", insta
     result["timing_s"] = {"wall": time.perf_counter() - start, "decode": decode_s, "count": count_s,
                           "threads": num_threads}
     return result
+
+
+def official_color_map() -> tuple[np.ndarray, np.ndarray]:
+    """(colors uint8 (K, 3), label ids (K,)): the official colors, each color's lowest label id
+    (black -> unlabeled, the pole/polegroup gray -> pole)."""
+    colors, ids = [], []
+    for label_id in range(cl.NUM_LABEL_IDS):
+        c = tuple(int(v) for v in cl.COLORS_BY_LABEL_ID[label_id])
+        if c not in colors:
+            colors.append(c)
+            ids.append(label_id)
+    return np.array(colors, np.uint8), np.array(ids, np.uint8)
+
+
+def load_color_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(colors uint8 (K, 3), label ids (K,)) from a JSON {label name or id: color} file."""
+    from tasks import colors as colorlib
+
+    path = pathlib.Path(path)
+    try:
+        mapping = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--color-map file {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--color-map {path}: not valid JSON: {e}") from None
+    if not isinstance(mapping, dict) or not mapping:
+        raise ValueError(f"--color-map {path}: expected a JSON object {{class name: [r, g, b]}}")
+    by_name = {lab.name.lower(): lab.id for lab in cl.LABELS if lab.id >= 0}
+    colors, ids = [], []
+    for key, value in mapping.items():
+        k = str(key).strip().lower()
+        label_id = int(k) if k.isdigit() else by_name.get(k)
+        if label_id is None or not 0 <= label_id < cl.NUM_LABEL_IDS:
+            raise ValueError(f"--color-map {path}: key {key!r} is no Cityscapes label name or id "
+                             f"(e.g. 'road', 'traffic sign', '26')")
+        try:
+            rgb = colorlib.parse_color(value) if isinstance(value, str) else colorlib.as_rgb(value)
+        except ValueError as e:
+            raise ValueError(f"--color-map {path}: {key!r}: {e}") from None
+        colors.append(rgb)
+        ids.append(label_id)
+    return np.array(colors, np.uint8), np.array(ids, np.uint8)
+
+
+def to_label_ids(pred: np.ndarray, fmt: str, color_map, max_distance: float, name: str) -> np.ndarray:
+    """A prediction image -> label ids (H, W) for the evaluator (see the --help epilog)."""
+    from tasks import semantic
+
+    check_label_ids(pred, fmt, name)  # out-of-range ids, trainIds / id maps under `auto`
+    if fmt == "auto":
+        fmt = "color" if pred.ndim == 3 else "label"
+    if fmt == "color":
+        if pred.ndim != 3:
+            raise ValueError(f"{name}: --pred-format color needs an RGB PNG, got shape {pred.shape}")
+        colors, ids = color_map
+        index = semantic.nearest_color(pred, colors, max_distance)
+        return np.where(index >= 0, ids[np.maximum(index, 0)], 0).astype(np.uint8)
+    if pred.ndim != 2:
+        raise ValueError(f"{name}: --pred-format {fmt} needs a single-channel PNG, got shape "
+                         f"{pred.shape} (RGB predictions: --pred-format color)")
+    if fmt == "train":
+        return cl.TRAIN_TO_LABEL_LUT[np.where(pred > 255, 255, pred).astype(np.uint8)]
+    return pred
+
+
+class PredictionFiles:
+    """The prediction file of each scored record (cityscapesScripts' matching rule); the other
+    PNG files under the folder are `unused`."""
+
+    def __init__(self, root: pathlib.Path, paths: dict[int, pathlib.Path]):
+        self.root, self.paths = pathlib.Path(root), paths
+
+    def path(self, index: int) -> pathlib.Path:
+        return self.paths[index]
+
+    def unused(self) -> list[str]:
+        used = {p.resolve() for p in self.paths.values()}
+        return sorted(p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.png")
+                      if p.resolve() not in used)

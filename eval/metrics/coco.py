@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import os
+import pathlib
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -159,3 +161,75 @@ class CocoSegmEvaluator:
             "per_class_ap": per_class,
             "summary": log.getvalue().strip().splitlines()[-12:],
         }
+
+
+# ----------------------------------------------------------------- COCO results files
+
+RESULTS_NAME = "coco_results.json"
+
+
+def load_detections(path: pathlib.Path, gt, what: str) -> list[dict]:
+    """The checked detection list of a results file (or a folder holding RESULTS_NAME)."""
+    file = path / RESULTS_NAME if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{what}: no COCO results file: expected {file}")
+    try:
+        dets = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what}: {file} is not valid JSON: {e}") from None
+    if not isinstance(dets, list):
+        raise ValueError(f"{what}: {file} must hold a JSON list of detections, got {type(dets).__name__}")
+    cats = set(gt.getCatIds())
+    for n, d in enumerate(dets):
+        missing = [k for k in ("image_id", "category_id", "segmentation", "score") if k not in d]
+        if missing:
+            raise ValueError(f"{what}: {file} entry {n} lacks {missing} "
+                             "(every detection needs a score and an RLE)")
+        if d["image_id"] not in gt.imgs:
+            raise ValueError(f"{what}: {file} entry {n}: image_id {d['image_id']} is not in the annotations")
+        if d["category_id"] not in cats:
+            raise ValueError(f"{what}: {file} entry {n}: category_id {d['category_id']} is not in the "
+                             "annotations")
+        seg = d["segmentation"]
+        info = gt.imgs[d["image_id"]]
+        if not isinstance(seg, dict) or list(seg.get("size", [])) != [info["height"], info["width"]]:
+            raise ValueError(f"{what}: {file} entry {n}: segmentation must be an RLE of size "
+                             f"[{info['height']}, {info['width']}] (image {d['image_id']})")
+    check_scores(dets, f"{what}: {file}")  # NaN / inf / non-numeric scores
+    return dets
+
+
+class Detections:
+    """A checked COCO results file, its detections grouped by scored image."""
+
+    def __init__(self, path: pathlib.Path, gt, what: str, image_ids):
+        self.path, self.dets = path, load_detections(path, gt, what)
+        self.by_image: dict[int, list[dict]] = {}
+        for det in self.dets:
+            if det["image_id"] in image_ids:
+                self.by_image.setdefault(det["image_id"], []).append(det)
+
+    def unused(self) -> list[dict]:
+        """Detections on images outside the scored ones (--limit)."""
+        kept = {id(d) for found in self.by_image.values() for d in found}
+        return [d for d in self.dets if id(d) not in kept]
+
+
+def image_recall(gt, image_id: int, dets: list[dict]) -> tuple[float | None, int]:
+    """(fraction of non-crowd ground-truth instances matched at IoU >= 0.5 by a detection of
+    their category, number of such instances); None when the image has none."""
+    anns = [a for a in gt.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+    if not anns:
+        return None, 0
+    hit = 0
+    for ann in anns:
+        cands = [d["segmentation"] for d in dets if d["category_id"] == ann["category_id"]]
+        if cands:
+            rle = gt.annToRLE(ann)
+            hit += bool((mask_utils.iou([_rle(c) for c in cands], [rle], [0]) >= 0.5).any())
+    return hit / len(anns), len(anns)
+
+
+def _rle(seg: dict) -> dict:
+    return {"size": seg["size"], "counts": seg["counts"].encode("ascii") if isinstance(seg["counts"], str)
+            else seg["counts"]}

@@ -21,6 +21,15 @@ Alignment (for affine-invariant baselines):
 - "least_squares_disparity": the prediction is a (relative) disparity; s, t fitted against
   1/g, then clipped to >= 1e-3 and inverted to depth (Depth Anything / MiDaS baselines).
 - "median": p' = p * median(g) / median(p) (scale only).
+
+Infinite predictions (+inf: the depth codec's white, "far"; or an inf disparity) are left out
+of the fit, as a least-squares fit over them is undefined (numpy's SVD does not converge), and
+keep their value through the alignment: an infinite depth is then clipped to the preset's
+upper cap like any too-far prediction, an infinite disparity gives depth 0, clipped to the
+lower cap. Marigold's and Depth Anything's scripts never see inf (their models output finite
+maps) and would raise; this is the behaviour of metric mode (no alignment), where inf is
+clipped to the cap. With fewer than two finite fit pixels the alignment is the identity
+(scale 1, shift 0).
 """
 
 from __future__ import annotations
@@ -66,7 +75,10 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """Least-squares (s, t) minimising sum (s * pred + t - target)^2 over (N,) arrays."""
+    """Least-squares (s, t) minimising sum (s * pred + t - target)^2 over (N,) arrays; (1, 0)
+    when fewer than two pairs are given."""
+    if len(pred) < 2:
+        return 1.0, 0.0
     a = np.stack([np.asarray(pred, np.float64), np.ones(len(pred))], axis=1)
     (s, t), *_ = np.linalg.lstsq(a, np.asarray(target, np.float64), rcond=None)
     return float(s), float(t)
@@ -86,16 +98,23 @@ def align(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, method: str) -> t
     pred = np.asarray(pred, np.float64)
     if method == "none":
         return pred, {}
+    finite = np.isfinite(pred)
+    fit = valid & finite  # inf predictions: out of the fit, kept as they are (module docstring)
+
+    def affine(s, t):
+        with np.errstate(invalid="ignore"):
+            return np.where(finite, pred * s + t, pred)
+
     if method == "least_squares":
-        s, t = fit_scale_shift(pred[valid], gt[valid])
-        return pred * s + t, {"scale": s, "shift": t}
+        s, t = fit_scale_shift(pred[fit], gt[fit])
+        return affine(s, t), {"scale": s, "shift": t}
     if method == "least_squares_disparity":
-        fit = valid & (gt > 0) & (pred > 0)
+        fit &= (gt > 0) & (pred > 0)
         s, t = fit_scale_shift(pred[fit], 1.0 / gt[fit])
-        disparity = np.maximum(pred * s + t, 1e-3)  # Marigold: avoid zero disparity
+        disparity = np.maximum(affine(s, t), 1e-3)  # Marigold: avoid zero disparity
         return 1.0 / disparity, {"scale": s, "shift": t}
     if method == "median":
-        s = float(np.median(gt[valid]) / np.median(pred[valid]))
+        s = float(np.median(gt[fit]) / np.median(pred[fit])) if fit.any() else 1.0
         return pred * s, {"scale": s}
     raise ValueError(f"unknown alignment {method!r}; expected one of {ALIGNMENTS}")
 

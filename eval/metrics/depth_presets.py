@@ -84,6 +84,10 @@ PRESETS: dict[str, DepthPreset] = {
                     source="ZoeDepth / Depth Anything metric eval config 'ibims'"),
     ]
 }
+#: The synthetic scenes and decoded targets (the demo, the trainer's `decoded` evaluator): finite
+#: depth, sky excluded. Not a dataset benchmark, so kept out of PRESETS.
+SYNTHETIC_SCENES = DepthPreset("synthetic_scenes", 1e-3, 100.0,
+                               source="finite depth (sky excluded), predictions clipped to [1e-3, 100] m")
 
 
 def get_preset(preset: str | DepthPreset) -> DepthPreset:
