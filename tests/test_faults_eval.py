@@ -93,7 +93,7 @@ def _png(path, array):
 
 
 def test_cityscapes_ids_out_of_range_trainids_and_rgb_id_maps(tmp_path):
-    from eval.cityscapes import to_label_ids
+    from eval.metrics.cityscapes_files import to_label_ids
     from eval.metrics.cityscapes_files import evaluate_files
 
     rng = np.random.default_rng(0)

@@ -63,8 +63,7 @@ class MetricWriter:
         if nonfinite:
             record["nonfinite"] = nonfinite
         try:
-            self._jsonl.write(json.dumps(record, allow_nan=False) + "
-")
+            self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
             self._jsonl.flush()
         except OSError as e:  # e.g. a full disk: say which file
             raise OSError(e.errno, e.strerror, str(self.workdir / "metrics.jsonl")) from e
