@@ -55,8 +55,6 @@ import ml_collections
 import numpy as np
 
 from data_mix import builders, transforms
-# Re-exported: the trainer and evaluators import the iterator from here.
-from data_mix.iterator import MixtureIterator, make_iterator  # noqa: F401
 
 _SOURCE_DEFAULTS = dict(kwargs={}, task="generation", weight=1.0, seed=None, crop_scale=None,
                         flip_prob=0.0, builder={})

@@ -231,7 +231,8 @@ _WORKERS = textwrap.dedent("""
     import absl.flags
     import numpy as np
     absl.flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
-    from data_mix.mixture import Mixture, make_iterator
+    from data_mix.iterator import make_iterator
+    from data_mix.mixture import Mixture
     from vision_banana.configs import tiny
     c = tiny.get_config("runlocal=1")
     it = make_iterator(Mixture(c.data), global_batch_size=8, process_index=0, process_count=1,

@@ -277,7 +277,8 @@ def test_checkpoint_of_two_processes_restores_in_one_and_matches_uninterrupted(o
 def test_restored_iterators_continue_at_the_same_global_examples(one_to_two):
     """The 2-process data states of a checkpoint, restored by 1 process (derived state) and by
     2 processes (own files): the next global batch is the same examples in the same order."""
-    from data_mix.mixture import Mixture, make_iterator
+    from data_mix.iterator import make_iterator
+    from data_mix.mixture import Mixture
 
     first = one_to_two["stop"]
     config = _config()

@@ -73,7 +73,8 @@ def heldout_data_config(config, split: str) -> ml_collections.ConfigDict:
 
 def load_heldout(config, tokenizer, split: str, num_batches: int) -> list[HeldOut]:
     """The first `num_batches` global batches of the held-out mixture (this process's slice)."""
-    from data_mix.mixture import Mixture, make_iterator
+    from data_mix.iterator import make_iterator
+    from data_mix.mixture import Mixture
 
     it = make_iterator(Mixture(heldout_data_config(config, split)),
                        global_batch_size=int(config.train.global_batch_size),

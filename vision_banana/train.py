@@ -146,7 +146,8 @@ def compile_train_step(config, graphdef, tx, schedule, abstract, shardings, batc
 
 def make_data_iterator(config, tokenizer, *, data_config=None, start_batch: int = 0):
     """This process's iterator over local batches of `config.data` (or `data_config`)."""
-    from data_mix.mixture import Mixture, make_iterator
+    from data_mix.iterator import make_iterator
+    from data_mix.mixture import Mixture
 
     mixture = Mixture(data_config if data_config is not None else config.data)
     return make_iterator(mixture, global_batch_size=int(config.train.global_batch_size),

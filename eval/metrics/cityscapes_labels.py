@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_mix.sources.cityscapes import LABELS, Label
+from tasks.cityscapes_classes import LABELS, Label
 
 __all__ = [
     "AVG_INSTANCE_SIZE", "CATEGORIES", "COLORS_BY_LABEL_ID", "EVAL_IDS", "EVAL_NAMES",
