@@ -26,6 +26,7 @@ install: $(STAMP)
 # loadfile: a test file runs on one worker, so its module-scoped fixtures (trained runs,
 # converted checkpoints, multi-process jobs) are built once, not once per worker.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 demo: $(BASE)

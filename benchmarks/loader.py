@@ -55,13 +55,13 @@ def write_cityscapes_fixture(root: pathlib.Path, n: int = 8, split: str = "train
         label = np.full((h, w), ids["sky"], np.uint8)
         horizon = int(h * rng.uniform(0.35, 0.5))
         for _ in range(12):  # buildings
-            x0 = int(rng.integers(0, w)); bw = int(rng.integers(80, 400)); top = int(rng.integers(30, horizon))
+            x0 = int(rng.integers(0, w)); bw = int(rng.integers(80, 400)); top = int(rng.integers(30, horizon))  # noqa: E702
             label[top:horizon + 40, x0:x0 + bw] = ids[str(rng.choice(["building", "wall", "vegetation"]))]
         label[horizon + 40:] = ids["road"]
         label[(yy > horizon + 40) & ((xx < (yy - horizon) * 0.5) | (xx > w - (yy - horizon) * 0.5))] = ids["sidewalk"]
         instance = label.astype(np.uint16)
         for j in range(int(rng.integers(3, 9))):  # cars, each an instance
-            cy = int(rng.integers(horizon + 60, h - 60)); cx = int(rng.integers(0, w - 200))
+            cy = int(rng.integers(horizon + 60, h - 60)); cx = int(rng.integers(0, w - 200))  # noqa: E702
             ch, cw = int(rng.integers(40, 120)), int(rng.integers(80, 260))
             label[cy:cy + ch, cx:cx + cw] = ids["car"]
             instance[cy:cy + ch, cx:cx + cw] = ids["car"] * 1000 + j
@@ -186,7 +186,7 @@ def main(argv=None) -> dict:
     if "synthetic" in args.sources:
         results["rows"] += bench_synthetic(args, res)
     print(f"loader throughput at {args.resolution} px, batch {args.batch_size}, {args.batches} timed batches")
-    print(f"{'source':<11} {'workers':>7} {'examples/s':>11} {'per worker':>11} {'reference/s':>12} {'ratio':>6}  reference")
+    print(f"{'source':<11} {'workers':>7} {'examples/s':>11} {'per worker':>11} {'reference/s':>12} {'ratio':>6}  reference")  # noqa: E501
     for r in results["rows"]:
         print(f"{r['source']:<11} {r['workers']:>7} {r['examples_per_s']:>11.2f} {r['per_worker']:>11.2f} "
               f"{r['reference']:>12.2f} {r['per_worker'] / r['reference']:>6.2f}  {r['reference_what']}")

@@ -33,11 +33,18 @@ import time  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from tqdm import tqdm  # noqa: E402
 
-from data_mix.synthetic import (SyntheticEdits, SyntheticScenes,  # noqa: E402
-                                SyntheticTextToImage, checks, edits, palette, raycast, render)
+from data_mix.synthetic import (  # noqa: E402
+    SyntheticEdits,
+    SyntheticScenes,
+    SyntheticTextToImage,
+    checks,
+    edits,
+    palette,
+    raycast,
+    render,
+)
 
 _ARRAY_KEYS = ("image", "depth", "normals", "semantic", "instance_masks")
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 import tasks
+
 # Also re-exported: `builders.degrade` / `builders.DEGRADATIONS` predate `data_mix.degradations`.
 from data_mix.degradations import DEGRADATIONS, degrade
 

@@ -24,7 +24,7 @@ referring expressions, prompts and captions. Other meta (3-D scene descriptions)
 
 Functions take a record and return a new record (inputs are never modified); arrays that an
 operation does not change may be shared with the input.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

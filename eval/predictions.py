@@ -39,8 +39,7 @@ import numpy as np
 
 # The resampling policies are shared with the Predictor's letterbox geometry (one per output
 # kind); re-exported here under their historical names.
-from tasks.geometry import (  # noqa: F401
-    RESIZERS, nearest_indices, resize_depth, resize_nearest, resize_normals, resize_rgb)
+from tasks.geometry import RESIZERS, nearest_indices, resize_depth, resize_nearest, resize_normals, resize_rgb  # noqa: F401
 
 #: Normal conventions of prediction files (see `read_normals`).
 NORMAL_CONVENTIONS = ("vision_banana", "opencv", "dsine", "omnidata")

@@ -33,9 +33,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import tempfile

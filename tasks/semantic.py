@@ -28,9 +28,9 @@ import numpy as np
 
 from tasks import colors as colorlib
 from tasks import prompts
+
 # Used by `decode` and re-exported: `semantic.nearest_color` etc. predate `tasks.nearest`.
-from tasks.nearest import (CONFIDENT_DISTANCE, as_image, fill_uncertain,  # noqa: F401
-                           nearest_color, nearest_color_jax)
+from tasks.nearest import CONFIDENT_DISTANCE, as_image, fill_uncertain, nearest_color, nearest_color_jax  # noqa: F401
 
 NAME = "semantic"
 # Stated colors drift ~20 levels in real outputs; compressed edges drift more. Between palette

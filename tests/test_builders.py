@@ -7,7 +7,7 @@ import pytest
 
 import tasks
 from data_mix import builders, degradations
-from data_mix.synthetic import SyntheticScenes, SyntheticTextToImage, SyntheticEdits
+from data_mix.synthetic import SyntheticEdits, SyntheticScenes, SyntheticTextToImage
 
 SIZE = (64, 80)
 

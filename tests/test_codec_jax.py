@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from tasks import colormaps, depth, normals
 from test_depth import depth_scene
 from test_normals import smooth_normals
+
+from tasks import colormaps, depth, normals
 
 
 def every_colour() -> np.ndarray:

@@ -25,7 +25,6 @@ from pycocotools.coco import COCO
 
 from data_mix import sources
 
-
 # ------------------------------------------------------------------------------- Cityscapes
 
 def test_cityscapes_as_cityscapesscripts_reads(tmp_path):

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch_refs
 from flax import nnx
 
-import torch_refs
 from vision_banana import convert, lora, models
 from vision_banana.convert import safetensors_io
 from vision_banana.models import generator as gen_lib

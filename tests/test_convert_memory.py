@@ -11,9 +11,9 @@ import sys
 
 import jax
 import numpy as np
+import torch_refs
 from flax import nnx
 
-import torch_refs
 from vision_banana import convert, sharding
 from vision_banana.convert import flux as flux_map
 from vision_banana.convert import safetensors_io

@@ -7,8 +7,8 @@ import functools
 import jax
 import numpy as np
 import pytest
-
 import torch_refs
+
 from vision_banana import convert, flow
 
 FAST = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}

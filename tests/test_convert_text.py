@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch_refs
 from flax import nnx
 
-import torch_refs
 from vision_banana import models
 from vision_banana.convert import tokenizers as tok_lib
 from vision_banana.models import t5 as t5_lib

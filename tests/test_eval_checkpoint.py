@@ -2,10 +2,10 @@
 are written as labelId PNGs and scored by the same code as any predictions folder."""
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix.sources.cityscapes import CLASSES, semantic_to_label_ids
 from eval import cityscapes as cs_eval
 from eval import from_checkpoint

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from eval import cityscapes as cs_eval
 from eval.metrics import cityscapes_labels as cl
 from eval.metrics.cityscapes_files import evaluate_files

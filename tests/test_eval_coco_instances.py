@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-import fixtures_datasets as fx
 from eval import coco_instances as coco_eval
 from tasks import instance
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from eval import depth as depth_eval
 from eval.metrics.depth import DepthEvaluator
 from eval.metrics.depth_presets import kitti_benchmark_crop

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from eval import normals as normals_eval
 from eval.metrics.normals import NormalsEvaluator
 from tasks import normals as codec

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from eval import refcoco as refcoco_eval
 from eval.metrics.referring import ReferringEvaluator
 from tasks import instance

@@ -49,7 +49,7 @@ def test_perfect_and_perturbed(data, tmp_path):
                     "--name", "ours", "--baseline", f"restormer={root / 'restored'}", "--out", out,
                     "--worst", "2"])
     ours = entries["ours"]["result"]
-    assert ours["psnr"] == 100.0 and ours["num_identical"] == 4  # identical: capped, counted and ours["ssim"] == pytest.approx(1.0)
+    assert ours["psnr"] == 100.0 and ours["num_identical"] == 4  # identical: capped, counted and ours["ssim"] == pytest.approx(1.0)  # noqa: E501
     direct = RestorationEvaluator()
     for name, image in data["restored"].items():
         direct.add(image, data["clean"][name], name=name)

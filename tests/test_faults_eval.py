@@ -93,8 +93,7 @@ def _png(path, array):
 
 
 def test_cityscapes_ids_out_of_range_trainids_and_rgb_id_maps(tmp_path):
-    from eval.metrics.cityscapes_files import to_label_ids
-    from eval.metrics.cityscapes_files import evaluate_files
+    from eval.metrics.cityscapes_files import evaluate_files, to_label_ids
 
     rng = np.random.default_rng(0)
     labels = rng.choice(np.array([7, 8, 11, 21, 23, 24, 26], np.uint8), (16, 32))

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+import torch_refs
 from flax import nnx
 
-import torch_refs
 from vision_banana import checkpoint, convert, export, lora, models, predict, train
 from vision_banana.configs import base, flux_dev, flux_kontext, flux_schnell
 from vision_banana.models import generator as gen_lib

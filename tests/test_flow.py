@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from test_models import fast_jit, micro_generator
 
 from vision_banana import flow, models
-from test_models import fast_jit, micro_generator
 
 
 def _batch(b=4, size=16, max_length=16, seed=0):

@@ -116,7 +116,7 @@ def test_gpu_manifest_exact(capsys):
                 - name: dshm
                   emptyDir:
                     medium: Memory
-        """)
+        """)  # noqa: E501
     assert text == expected
 
 

@@ -39,7 +39,7 @@ def test_run_dry_run_prints_exact_commands(capsys):
         {g} ssh vb-pod {where} --worker=all '--command=set -euo pipefail; rm -rf vision_banana && mkdir -p vision_banana && tar -xzf vision_banana.tar.gz -C vision_banana && bash vision_banana/launch/templates/tpu_vm_install.sh vision_banana vb_venv tpu'
         # run the command on every worker, output streamed
         {g} ssh vb-pod {where} --worker=all '--command=set -o pipefail; . vb_venv/bin/activate && cd vision_banana && (python -m vision_banana.train --config=vision_banana/configs/base.py '"'"'--workdir=gs://bkt/run 1'"'"') 2>&1 | sed -u "s/^/[$(hostname)] /"'
-        """)
+        """)  # noqa: E501
     assert capsys.readouterr().out == expected
 
 

@@ -100,6 +100,7 @@ def test_lora_training_step_on_imported_flux(tmp_path_factory):
     """flow.training_loss on the imported tiny FLUX (T5 + CLIP conditioning, Kontext context):
     the loss is finite and gradients reach exactly the adapters (B included)."""
     import torch_refs
+
     from vision_banana import convert, flow
 
     folder, _, _, cfg = torch_refs.tiny_generator(tmp_path_factory)

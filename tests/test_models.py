@@ -18,7 +18,7 @@ from flax import nnx
 from vision_banana import models
 from vision_banana.models import generator as gen_lib
 from vision_banana.models import layers
-from vision_banana.models.autoencoder import AutoEncoderParams, AutoencoderKL, PatchAutoencoder
+from vision_banana.models.autoencoder import AutoencoderKL, AutoEncoderParams, PatchAutoencoder
 from vision_banana.models.flux import Flux, FluxParams, count_params
 from vision_banana.models.text import ByteTokenizer
 

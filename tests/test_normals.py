@@ -5,9 +5,9 @@ import json
 import cv2
 import numpy as np
 import pytest
+from test_depth import jpeg
 
 from tasks import normals
-from test_depth import jpeg
 
 
 def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -136,6 +136,7 @@ def test_import_and_export_of_stacked_blocks(tmp_path_factory, tmp_path):
     """A public-layout checkpoint imports into stacked blocks (each stack = the per-layer
     tensors), and the export writes the per-layer tensors back unchanged."""
     import torch_refs
+
     from vision_banana import convert, models
     from vision_banana.convert.safetensors_io import open_checkpoint
 

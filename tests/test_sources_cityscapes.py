@@ -3,10 +3,10 @@
 import pickle
 import zipfile
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix.sources import CityscapesSource, RecordError
 from data_mix.sources import cityscapes as cs
 

@@ -3,10 +3,10 @@
 import json
 import pickle
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix.sources import COCOInstancesSource, RecordError
 
 

@@ -1,9 +1,9 @@
 """DIODE reader: depth npy + validity mask + normals npy in its native folder tree."""
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix.sources import DIODESource, RecordError
 
 

@@ -1,11 +1,10 @@
 """Normal conventions and the DSINE evaluation layout (8- and 16-bit normal PNGs)."""
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
-from data_mix.sources import DSINENormalsSource, RecordError
-from data_mix.sources import normal_frames
+from data_mix.sources import DSINENormalsSource, RecordError, normal_frames
 
 
 def test_conventions_map_known_directions_to_the_vision_banana_frame():

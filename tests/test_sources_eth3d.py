@@ -1,11 +1,10 @@
 """ETH3D reader: headerless float32 depth files paired with DSLR JPEGs."""
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
-from data_mix.sources import ETH3DSource, RecordError
-from data_mix.sources import eth3d
+from data_mix.sources import ETH3DSource, RecordError, eth3d
 
 
 def test_reads_back_jpeg_pixels_and_raw_float_depth(tmp_path):

@@ -3,11 +3,11 @@ random access, pickling, grain, bad-record errors and skip_bad."""
 
 import pickle
 
+import fixtures_datasets as fx
 import grain
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix.sources import GenerationSource, RecordError
 
 

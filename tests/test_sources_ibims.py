@@ -1,10 +1,10 @@
 """iBims-1 reader: per-image MATLAB v5 struct with validity and transparency masks."""
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 import scipy.io
 
-import fixtures_datasets as fx
 from data_mix.sources import IBimsSource, RecordError
 
 

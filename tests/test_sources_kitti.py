@@ -1,11 +1,10 @@
 """KITTI Eigen-split reader: split-file layouts, annotated depth quantization, crop info."""
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
-from data_mix.sources import KITTIDepthSource, RecordError
-from data_mix.sources import kitti
+from data_mix.sources import KITTIDepthSource, RecordError, kitti
 
 
 @pytest.fixture(scope="module")

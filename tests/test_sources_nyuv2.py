@@ -2,13 +2,12 @@
 
 import pickle
 
+import fixtures_datasets as fx
 import h5py
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
-from data_mix.sources import NYUv2Source, RecordError
-from data_mix.sources import nyuv2
+from data_mix.sources import NYUv2Source, RecordError, nyuv2
 from data_mix.sources.nyuv2_split import TEST_INDICES
 
 

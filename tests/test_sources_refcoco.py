@@ -2,12 +2,11 @@
 
 import struct
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
-from data_mix.sources import RecordError, RefCOCOSource
-from data_mix.sources import refcoco
+from data_mix.sources import RecordError, RefCOCOSource, refcoco
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """ScanNet reader: colour JPEG + millimetre depth PNG per frame, intrinsics, resizing."""
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix.sources import RecordError, ScanNetSource
 
 

@@ -3,14 +3,13 @@
 import pickle
 import sys
 
+import fixtures_datasets as fx
 import grain
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix import tfds_pack
-from data_mix.sources import (CityscapesSource, GenerationSource, KITTIDepthSource, NYUv2Source,
-                              RefCOCOSource)
+from data_mix.sources import CityscapesSource, GenerationSource, KITTIDepthSource, NYUv2Source, RefCOCOSource
 
 
 def round_trip(source, data_dir, name, **kw):

@@ -1,9 +1,9 @@
 """Virtual KITTI 2 reader: centimetre depth with the sky code, intrinsics, derived normals."""
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
-import fixtures_datasets as fx
 from data_mix.sources import VKITTI2Source
 
 

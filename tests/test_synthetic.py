@@ -10,9 +10,20 @@ import pickle
 import numpy as np
 import pytest
 
-from data_mix.synthetic import (CLASSES, KINDS, SyntheticEdits, SyntheticScenes,
-                                SyntheticTextToImage, captions, checks, edits, palette, raycast,
-                                render, sample_scene)
+from data_mix.synthetic import (
+    CLASSES,
+    KINDS,
+    SyntheticEdits,
+    SyntheticScenes,
+    SyntheticTextToImage,
+    captions,
+    checks,
+    edits,
+    palette,
+    raycast,
+    render,
+    sample_scene,
+)
 from data_mix.synthetic.scene import Scene
 
 

@@ -138,10 +138,8 @@ def randomize(module, seed: int) -> None:
 def build_components(folder: pathlib.Path) -> dict:
     """The tiny torch modules (also written to `folder`)."""
     import torch
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline,
-                           FluxTransformer2DModel)
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config,
-                              T5EncoderModel, T5TokenizerFast)
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
     torch.manual_seed(0)
     write_clip_tokenizer(folder / "tokenizer")

@@ -43,8 +43,15 @@ import tasks
 from tasks import geometry
 from vision_banana import checkpoint, cli_flags, prompt_check, sharding
 from vision_banana.model_factory import (  # noqa: F401 (re-exported: predict's old names)
-    BATCH_KEYS, abstract_model, build_model, load_config, make_sample_fn, resolution,
-    trainable_filter, xla_options)
+    BATCH_KEYS,
+    abstract_model,
+    build_model,
+    load_config,
+    make_sample_fn,
+    resolution,
+    trainable_filter,
+    xla_options,
+)
 
 _resolution = resolution  # the old private name (benchmarks, user scripts)
 

@@ -37,8 +37,17 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from vision_banana import (checkpoint, evaluators, failures, init_from, metrics_io, model_factory,
-                           optim, preemption, sharding)
+from vision_banana import (
+    checkpoint,
+    evaluators,
+    failures,
+    init_from,
+    metrics_io,
+    model_factory,
+    optim,
+    preemption,
+    sharding,
+)
 from vision_banana import workdir as run_dir
 from vision_banana.models import stacking
 

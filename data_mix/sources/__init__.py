@@ -41,7 +41,7 @@ from data_mix.sources.scannet import ScanNetSource
 from data_mix.sources.vkitti2 import VKITTI2Source
 
 __all__ = [
-    "BinaryMaskFolderSource", "RestorationPairsSource", "CityscapesSource", "COCOInstancesSource", "DIODESource", "DSINENormalsSource", "ETH3DSource",
+    "BinaryMaskFolderSource", "RestorationPairsSource", "CityscapesSource", "COCOInstancesSource", "DIODESource", "DSINENormalsSource", "ETH3DSource",  # noqa: E501
     "GenerationSource", "IBimsSource", "KITTIDepthSource", "NYUv2Source", "RecordError",
     "RefCOCOSource", "ScanNetSource", "Source", "VKITTI2Source",
 ]

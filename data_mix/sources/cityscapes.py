@@ -40,7 +40,6 @@ from data_mix.sources.images import decode_gray, decode_rgb
 from data_mix.sources.storage import DirStore, ZipStore
 from tasks.cityscapes_classes import LABELS, Label  # noqa: F401  (re-exported)
 
-
 ID_TO_LABEL = {lab.id: lab for lab in LABELS}
 #: The 19 evaluated classes in trainId order (index = trainId = value in `semantic`).
 CLASSES: tuple[str, ...] = tuple(lab.name for lab in sorted(

@@ -24,7 +24,7 @@ Evaluation info in `meta`: `image_size` (H, W); `kb_crop` = (top, left, 352, 121
 benchmark crop (bottom rows, horizontally centred); `eval_crops` = {"garg": ..., "eigen": ...}
 as [y0, y1, x0, x1] on the full frame (Garg ECCV16 / Eigen NIPS14 masks, as in BTS and
 Marigold); `intrinsics` from the date's P_rect (or the focal of the split line).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

@@ -16,8 +16,7 @@ lighting), `render` (images and labels), `captions` (text), `edits` (edit pairs)
 
 from data_mix.synthetic.render import CLASSES, Rendering
 from data_mix.synthetic.scene import KINDS, Scene, sample_scene
-from data_mix.synthetic.source import (SPLITS, SyntheticEdits, SyntheticScenes,
-                                       SyntheticTextToImage)
+from data_mix.synthetic.source import SPLITS, SyntheticEdits, SyntheticScenes, SyntheticTextToImage
 
 __all__ = ["CLASSES", "KINDS", "SPLITS", "Rendering", "Scene", "SyntheticEdits",
            "SyntheticScenes", "SyntheticTextToImage", "sample_scene"]

@@ -17,8 +17,7 @@ Only numpy, jax, flax, `tokenizers` and `sentencepiece` are needed here (no torc
 from vision_banana.convert.configs import model_config
 from vision_banana.convert.export import export_autoencoder, export_pipeline, export_transformer
 from vision_banana.convert.layout import Component, Layout, discover
-from vision_banana.convert.load import (PretrainedLoader, build_array, load_pretrained,
-                                       load_train_state)
+from vision_banana.convert.load import PretrainedLoader, build_array, load_pretrained, load_train_state
 from vision_banana.convert.memory import addressable_bytes, bytes_per_device, memory_report
 from vision_banana.convert.safetensors_io import open_checkpoint, save_file, write_sharded
 from vision_banana.convert.sampling import pipeline_sigmas, sample

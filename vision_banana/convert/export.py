@@ -30,8 +30,8 @@ from vision_banana.convert import vae as vae_map
 from vision_banana.convert.lazy import Rule
 from vision_banana.convert.safetensors_io import write_file, write_sharded
 from vision_banana.lora import LoRALinear
-from vision_banana.models.autoencoder import AutoencoderKL
 from vision_banana.models import stacking
+from vision_banana.models.autoencoder import AutoencoderKL
 from vision_banana.models.flux import Flux
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"

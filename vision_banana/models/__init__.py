@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vision_banana.models.autoencoder import AutoEncoderParams, AutoencoderKL, PatchAutoencoder
+from vision_banana.models.autoencoder import AutoencoderKL, AutoEncoderParams, PatchAutoencoder
 from vision_banana.models.clip import CLIPTextModel, CLIPTextParams
 from vision_banana.models.flux import Flux, FluxParams, count_params
 from vision_banana.models.generator import TRAINABLE, Generator, build_generator

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from vision_banana.models.autoencoder import AutoEncoderParams, AutoencoderKL, PatchAutoencoder
+from vision_banana.models.autoencoder import AutoencoderKL, AutoEncoderParams, PatchAutoencoder
 from vision_banana.models.flux import Flux, FluxParams
 from vision_banana.models.text import ByteTextEncoder, ByteTokenizer, T5ClipTextEncoder
 
