@@ -77,3 +77,25 @@ def test_letterbox_keeps_aspect_and_unletterbox_policies():
     np.testing.assert_allclose(np.linalg.norm(back, axis=-1), 1, atol=1e-5)
     with pytest.raises(KeyError, match="no resampling policy for task 'generation'"):
         geometry.unletterbox(labels, box, (30, 22), "generation")
+
+
+@pytest.mark.slow
+def test_demo_benchmark_door_gives_the_predictors_maps(tiny_workdir, predictor, tmp_path):
+    """The demo's door (`eval.synthetic` on the runner, our checkpoint) writes exactly the
+    Predictor's maps for the same scene images, prompts and seeds, at a non-model scene size."""
+    from data_mix.synthetic import SyntheticScenes
+    from eval import synthetic
+
+    out = tmp_path / "synthetic"
+    synthetic.main(["--task", "depth", "--num-scenes", "2", "--resolution", "20", "--workdir",
+                    str(tiny_workdir), "--out", str(out), "--no-progress", "--worst", "0"])
+    [folder] = sorted((out / "predictions").iterdir())
+    scenes = SyntheticScenes(seed=0, size=20, num_records=2, split="test")
+    for i in range(2):
+        example = synthetic.build_example("depth", i, scenes[i], 0, "demo")
+        spec = synthetic.decode_spec("depth", example, 6)
+        [direct] = predictor.predict_maps([example["image"]], [example["prompt"]], "depth",
+                                          spec=[spec], seeds=[i])
+        written = np.load(folder / f"{i:04d}.npy")
+        assert written.shape == (20, 20)
+        np.testing.assert_array_equal(written, direct)
