@@ -33,6 +33,7 @@ A benchmark overrides only what differs; defaults fit "one prediction file per r
 
 from __future__ import annotations
 
+import abc
 import argparse
 import concurrent.futures
 import dataclasses
@@ -56,7 +57,7 @@ class Item:
     info: dict = dataclasses.field(default_factory=dict)
 
 
-class Benchmark:
+class Benchmark(abc.ABC):
     """A benchmark's declaration; see the module docstring for the order the runner calls it."""
 
     module = ""                      # "eval.depth"
@@ -77,9 +78,9 @@ class Benchmark:
     def add_options(group) -> None:
         """Adds the dataset options to the parser's "dataset" group."""
 
+    @abc.abstractmethod
     def open(self):
         """The dataset (a sequence of records); usage errors through `self.parser.error`."""
-        raise NotImplementedError
 
     def load(self, i: int):
         """Record i as scoring needs it (default: the source's record)."""
@@ -113,9 +114,9 @@ class Benchmark:
         """The items our checkpoint generates for (default: the scored items, `items`)."""
         return self.items(i, record)
 
+    @abc.abstractmethod
     def job(self, item: Item, record, n: int) -> tuple[str, dict]:
         """(prompt, decode spec) of one item."""
-        raise NotImplementedError
 
     write_as: tuple = ()             # (extension, writer): how `write` stores a decoded prediction
 
@@ -211,10 +212,10 @@ class Benchmark:
         v = record[self.worst_key]
         return (v is None, 0 if v is None else (-v if self.worst_highest else v), str(record.get("name", "")))
 
+    @abc.abstractmethod
     def panels(self, model: cli.Model, item: Item, r: dict, record, gt, pred) -> list:
         """uint8 RGB panels of one grid row (r: the item's scores; record, gt, pred: as `load`,
         `truth` and `read` give them)."""
-        raise NotImplementedError
 
     def grid(self, model: cli.Model) -> tuple[list[str], str]:
         """(column titles, title) of the worst-case grid."""
